@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,7 +21,7 @@ type ErrNoNode struct{ Node string }
 func (e *ErrNoNode) Error() string { return fmt.Sprintf("Node %s could not be found.", e.Node) }
 
 func portError(err error, p *api.Port) error {
-	if err != nil && err.Error() == "NONODE" {
+	if err != nil && strings.TrimPrefix(err.Error(), "ERR ") == "NONODE" {
 		return &ErrNoNode{Node: p.NodeUUID}
 	}
 	return scriptError(err, p.UUID)

@@ -107,7 +107,8 @@ func scriptError(err error, node string) error {
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
+	// Redis 7 prefixes script errors that carry no code of their own.
+	msg := strings.TrimPrefix(err.Error(), "ERR ")
 	switch {
 	case msg == "NOTFOUND":
 		return ErrNotFound

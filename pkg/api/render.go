@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -326,4 +327,30 @@ func appendString(buf []byte, s string) []byte {
 	buf = append(buf, '"')
 	buf = append(buf, s...)
 	return append(buf, '"')
+}
+
+// IsObject reports whether the field holds a JSON object.
+func (f Field) IsObject() bool {
+	if f.get == nil {
+		return false
+	}
+	_, ok := f.get(&Node{}, &View{}).(struct{})
+	return ok
+}
+
+// CopyNodeFields sets dst's fields named (by API name) in names to src's
+// values: how a patch's result replaces only what a patch may change.
+func CopyNodeFields(dst, src *Node, names []string) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	dv, sv := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src).Elem()
+	t := dv.Type()
+	for i := range t.NumField() {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if want[tag] {
+			dv.Field(i).Set(sv.Field(i))
+		}
+	}
 }

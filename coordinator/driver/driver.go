@@ -1,0 +1,147 @@
+// Package driver defines what the conductor needs from hardware, one small
+// interface per capability (as bmclib does), and the hardware types that
+// bundle them. Drivers never touch Redis: they act on the node they are
+// given, and the conductor records what they changed.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/ingot/ingot/pkg/api"
+)
+
+// Power reads and changes a node's power state.
+type Power interface {
+	PowerState(ctx context.Context, n *api.Node) (string, error)
+	// SetPowerState moves the node to target (api.PowerOn, PowerOff,
+	// Rebooting, SoftPowerOff, SoftRebooting) and returns once the
+	// hardware reports the resulting state, or fails after timeout.
+	SetPowerState(ctx context.Context, n *api.Node, target string, timeout time.Duration) error
+}
+
+// BootDevice is where a node boots next.
+type BootDevice struct {
+	Device     string `json:"boot_device"`
+	Persistent bool   `json:"persistent"`
+}
+
+// Boot devices, as Ironic names them.
+const (
+	BootPXE   = "pxe"
+	BootDisk  = "disk"
+	BootCDROM = "cdrom"
+	BootBIOS  = "bios"
+	BootSafe  = "safe"
+)
+
+// Management reads and sets the boot device.
+type Management interface {
+	BootDevice(ctx context.Context, n *api.Node) (BootDevice, error)
+	SetBootDevice(ctx context.Context, n *api.Node, d BootDevice) error
+	SupportedBootDevices(n *api.Node) []string
+}
+
+// Result says whether an operation finished or now waits for the node's
+// agent to call back (the node then moves to the matching wait state).
+type Result int
+
+const (
+	Done Result = iota
+	Wait
+)
+
+// Deploy writes and removes instances, and cleans disks.
+type Deploy interface {
+	Deploy(ctx context.Context, n *api.Node) (Result, error)
+	TearDown(ctx context.Context, n *api.Node) (Result, error)
+	Clean(ctx context.Context, n *api.Node, manual bool) (Result, error)
+}
+
+// Inspect discovers a node's hardware and records it in n.Properties.
+type Inspect interface {
+	Inspect(ctx context.Context, n *api.Node) (Result, error)
+}
+
+// Validator is implemented by interfaces that can check a node's
+// configuration before they are used (GET /v1/nodes/{id}/validate).
+type Validator interface {
+	Validate(n *api.Node) error
+}
+
+// Hardware is a hardware type: a named set of interface implementations.
+type Hardware struct {
+	Name string
+	// Interfaces are the default interface names a new node of this type
+	// gets (power_interface: "ipmitool", ...). Every *_interface field is
+	// listed; a value outside Enabled for its field is refused.
+	Interfaces map[string]string
+	Enabled    map[string][]string
+	// Properties documents the driver_info keys the type understands.
+	Properties map[string]string
+
+	Power      Power
+	Management Management
+	Deploy     Deploy
+	Inspect    Inspect
+}
+
+// ErrUnsupported is returned for an operation a hardware type lacks.
+var ErrUnsupported = errors.New("not supported by this driver")
+
+// Registry holds the hardware types a coordinator offers.
+type Registry struct{ types map[string]*Hardware }
+
+// NewRegistry returns a registry of hw.
+func NewRegistry(hw ...*Hardware) *Registry {
+	r := &Registry{types: map[string]*Hardware{}}
+	for _, h := range hw {
+		r.types[h.Name] = h
+	}
+	return r
+}
+
+// Get returns the hardware type called name.
+func (r *Registry) Get(name string) (*Hardware, bool) {
+	h, ok := r.types[name]
+	return h, ok
+}
+
+// Names lists the hardware types, sorted.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.types))
+	for n := range r.types {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ApplyDefaults fills a new node's empty interface fields from its type.
+func (h *Hardware) ApplyDefaults(n *api.Node) {
+	for field, p := range n.Interfaces() {
+		if *p == "" {
+			*p = h.Interfaces[field]
+		}
+	}
+}
+
+// CheckInterfaces refuses interface values the type does not offer.
+func (h *Hardware) CheckInterfaces(n *api.Node) error {
+	for field, p := range n.Interfaces() {
+		ok := false
+		for _, v := range h.Enabled[field] {
+			if v == *p {
+				ok = true
+			}
+		}
+		if !ok {
+			return fmt.Errorf("Could not find the following interface in the 'ironic.hardware.interfaces.%s' entrypoint: %s. Valid interfaces are %v.",
+				field[:len(field)-len("_interface")], *p, h.Enabled[field])
+		}
+	}
+	return nil
+}
