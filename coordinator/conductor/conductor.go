@@ -144,7 +144,9 @@ func (c *Conductor) readJobs(ctx context.Context) {
 			return
 		}
 		n := 1 + cap(c.sem) - len(c.sem)
-		jobs, err := c.store.ReadJobs(ctx, c.consumer, n, 2*time.Second)
+		// A short block: go-redis cannot interrupt a blocked read, so this
+		// bounds how long shutdown waits.
+		jobs, err := c.store.ReadJobs(ctx, c.consumer, n, 500*time.Millisecond)
 		if err != nil {
 			<-c.sem
 			if ctx.Err() != nil {

@@ -125,6 +125,17 @@ func (c *Conductor) steps(state sm.State) (step, bool) {
 		}, true
 	case sm.Deploying:
 		return func(ctx context.Context, w *work) (driver.Result, error) {
+			// Ingot writes whole-disk images only; record it as Ironic
+			// does, so clients reading these fields see the same thing.
+			n := w.node
+			if n.InstanceInfo == nil {
+				n.InstanceInfo = map[string]any{}
+			}
+			if _, ok := n.InstanceInfo["image_type"]; !ok {
+				n.InstanceInfo["image_type"] = "whole-disk"
+			}
+			n.DriverInternalInfo = setInternal(n.DriverInternalInfo, "is_whole_disk_image", true)
+			n.DriverInternalInfo["deploy_steps"] = nil
 			return w.hw.Deploy.Deploy(ctx, w.node)
 		}, true
 	case sm.Deleting:

@@ -45,11 +45,28 @@ func (s *Server) v1(w http.ResponseWriter, r *http.Request) error {
 	for _, res := range []struct {
 		name  string
 		since int
-	}{{"chassis", 1}, {"nodes", 1}, {"ports", 1}, {"drivers", 1}, {"conductors", 49}} {
+	}{
+		{"chassis", 1}, {"nodes", 1}, {"ports", 1}, {"drivers", 1}, {"portgroups", 24}, {"volume", 32},
+		{"lookup", 22}, {"heartbeat", 22}, {"conductors", 49}, {"allocations", 52}, {"events", 54},
+		{"deploy_templates", 55}, {"shards", 82},
+	} {
 		if ver.AtLeast(res.since) {
 			doc[res.name] = api.Links(base, res.name+"/")
 		}
 	}
 	writeJSON(w, http.StatusOK, doc)
 	return nil
+}
+
+// emptyCollection serves resources Ingot does not manage yet (chassis,
+// port groups, allocations, deploy templates, shards) as Ironic shows an
+// empty one, so clients that list them work.
+func (s *Server) emptyCollection(key string, since int) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := needVersion(r, since, "The "+key+" API"); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string][]any{key: {}})
+		return nil
+	}
 }

@@ -110,6 +110,11 @@ func (s *Server) routes() {
 	h("GET /v1/drivers/{driver}/properties", s.driverProperties)
 	h("GET /v1/conductors", s.listConductors)
 	h("GET /v1/conductors/{host}", s.getConductor)
+	h("GET /v1/chassis", s.emptyCollection("chassis", 1))
+	h("GET /v1/portgroups", s.emptyCollection("portgroups", 23))
+	h("GET /v1/allocations", s.emptyCollection("allocations", 52))
+	h("GET /v1/deploy_templates", s.emptyCollection("deploy_templates", 55))
+	h("GET /v1/shards", s.emptyCollection("shards", 82))
 }
 
 // ServeHTTP adds the request id every Ironic response carries and records

@@ -136,7 +136,7 @@ var nodeFields = []Field{
 	{"properties", 1, true, func(n *Node, _ *View) any { return object(n.Properties) }},
 	{"protected", 48, true, func(n *Node, _ *View) any { return n.Protected }},
 	{"protected_reason", 48, true, func(n *Node, _ *View) any { return nullString(n.ProtectedReason) }},
-	{"provision_state", 1, false, func(n *Node, v *View) any { return ProvisionStateFor(n.ProvisionState, v.Version) }},
+	{"provision_state", 1, false, func(n *Node, v *View) any { return nullString(ProvisionStateFor(n.ProvisionState, v.Version)) }},
 	{"provision_updated_at", 1, false, func(n *Node, _ *View) any { return nullTime(n.ProvisionUpdatedAt) }},
 	{"raid_config", 12, false, func(n *Node, _ *View) any { return object(n.RaidConfig) }},
 	{"raid_interface", 31, true, func(n *Node, _ *View) any { return nullString(n.RAIDInterface) }},
