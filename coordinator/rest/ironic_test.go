@@ -207,4 +207,3 @@ func waitSettled(t *testing.T, statesURL string) {
 	}
 	t.Fatalf("%s: still busy after 10 s", statesURL)
 }
-
