@@ -55,7 +55,7 @@ func (c *Conductor) SyncPower(ctx context.Context) error {
 }
 
 func (c *Conductor) syncOne(ctx context.Context, id string) error {
-	n, holder, err := c.store.GetNode(ctx, id)
+	n, holder, err := c.store.ViewNode(ctx, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil

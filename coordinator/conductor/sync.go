@@ -94,7 +94,7 @@ func (c *Conductor) SetBootDevice(ctx context.Context, ident string, d driver.Bo
 
 // SupportedBootDevices lists the boot devices a node's hardware offers.
 func (c *Conductor) SupportedBootDevices(ctx context.Context, ident string) ([]string, error) {
-	n, _, err := c.store.GetNode(ctx, ident)
+	n, _, err := c.store.ViewNode(ctx, ident)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ type Validation struct {
 
 // Validate checks a node's configuration for each of its interfaces.
 func (c *Conductor) Validate(ctx context.Context, ident string) (map[string]Validation, error) {
-	n, _, err := c.store.GetNode(ctx, ident)
+	n, _, err := c.store.ViewNode(ctx, ident)
 	if err != nil {
 		return nil, err
 	}

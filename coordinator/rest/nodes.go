@@ -38,7 +38,7 @@ func notFound(ident string) error {
 // getNodeOr404 loads the node named in the path.
 func (s *Server) loadNode(r *http.Request) (*api.Node, string, error) {
 	ident := r.PathValue("node")
-	n, holder, err := s.store.GetNode(r.Context(), ident)
+	n, holder, err := s.store.ViewNode(r.Context(), ident)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, "", notFound(ident)
 	}

@@ -50,11 +50,11 @@ func (s *Store) CreateNode(ctx context.Context, n *api.Node, ev *Event) error {
 		return err
 	}
 	keys := []string{s.nodeKey(n.UUID), s.namesKey(), s.nodesKey(), s.seqKey(), s.stateKey(n.ProvisionState), s.historyKey(n.UUID)}
-	err = createNode.Run(ctx, s.rdb, keys, n.UUID, doc, n.Name, n.ProvisionState, entry, historyMax).Err()
+	v, err := createNode.Run(ctx, s.rdb, keys, n.UUID, doc, n.Name, n.ProvisionState, entry, historyMax).Int64()
 	if err := scriptError(err, n.UUID); err != nil {
 		return fmt.Errorf("create node %s: %w", n.UUID, err)
 	}
-	n.Version = 1
+	n.Version = v
 	return nil
 }
 
@@ -75,13 +75,23 @@ func (s *Store) ResolveNode(ctx context.Context, ident string) (string, error) {
 }
 
 // GetNode returns the node called ident and the holder of its lock ("" when
-// unlocked).
+// unlocked). The node is the caller's to change.
 func (s *Store) GetNode(ctx context.Context, ident string) (*api.Node, string, error) {
+	return s.getNode(ctx, ident, false)
+}
+
+// ViewNode is GetNode for callers that only read the node: it may return a
+// node shared with other readers, which must not be changed.
+func (s *Store) ViewNode(ctx context.Context, ident string) (*api.Node, string, error) {
+	return s.getNode(ctx, ident, true)
+}
+
+func (s *Store) getNode(ctx context.Context, ident string, shared bool) (*api.Node, string, error) {
 	id, err := s.ResolveNode(ctx, ident)
 	if err != nil {
 		return nil, "", err
 	}
-	nodes, holders, err := s.getNodes(ctx, []string{id})
+	nodes, holders, err := s.getNodes(ctx, []string{id}, shared)
 	if err != nil {
 		return nil, "", err
 	}
@@ -92,8 +102,11 @@ func (s *Store) GetNode(ctx context.Context, ident string) (*api.Node, string, e
 }
 
 // getNodes fetches nodes and their lock holders in one round trip. A node
-// that vanished is nil.
-func (s *Store) getNodes(ctx context.Context, ids []string) ([]*api.Node, []string, error) {
+// that vanished is nil. With shared, nodes decoded before at the same
+// version come from the decode cache: decoding JSON is most of the cost
+// of a detailed list, and the version (bumped by every write) tells
+// exactly when a cached node is stale, whichever coordinator wrote.
+func (s *Store) getNodes(ctx context.Context, ids []string, shared bool) ([]*api.Node, []string, error) {
 	pipe := s.rdb.Pipeline()
 	docs := make([]*redis.SliceCmd, len(ids))
 	locks := make([]*redis.StringCmd, len(ids))
@@ -106,20 +119,31 @@ func (s *Store) getNodes(ctx context.Context, ids []string) ([]*api.Node, []stri
 	}
 	nodes := make([]*api.Node, len(ids))
 	holders := make([]string, len(ids))
-	for i := range ids {
+	for i, id := range ids {
 		vals := docs[i].Val()
 		if len(vals) != 2 || vals[0] == nil {
+			s.cache.drop(id)
 			continue
 		}
 		doc, _ := vals[0].(string)
 		ver, _ := vals[1].(string)
+		v, _ := strconv.ParseInt(ver, 10, 64)
+		holders[i] = holderHost(locks[i].Val())
+		if shared {
+			if n := s.cache.get(id, v); n != nil {
+				nodes[i] = n
+				continue
+			}
+		}
 		n := new(api.Node)
 		if err := json.Unmarshal([]byte(doc), n); err != nil {
-			return nil, nil, fmt.Errorf("decode node %s: %w", ids[i], err)
+			return nil, nil, fmt.Errorf("decode node %s: %w", id, err)
 		}
-		n.Version, _ = strconv.ParseInt(ver, 10, 64)
+		n.Version = v
+		if shared {
+			s.cache.put(id, n)
+		}
 		nodes[i] = n
-		holders[i] = holderHost(locks[i].Val())
 	}
 	return nodes, holders, nil
 }
@@ -136,7 +160,7 @@ func (s *Store) UpdateNode(ctx context.Context, ident, owner string, mutate func
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		nodes, _, err := s.getNodes(ctx, []string{id})
+		nodes, _, err := s.getNodes(ctx, []string{id}, false)
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +175,7 @@ func (s *Store) UpdateNode(ctx context.Context, ident, owner string, mutate func
 		}
 		now := time.Now().UTC()
 		n.UpdatedAt = &now
-		err = s.putNode(ctx, n, oldState, owner, &fx)
+		v, err := s.putNode(ctx, n, oldState, owner, &fx)
 		if errors.Is(err, ErrConflict) && attempt < 50 {
 			// Back off a little, with jitter, so racing writers spread out.
 			time.Sleep(time.Duration(rand.IntN(1+attempt)) * time.Millisecond)
@@ -160,32 +184,33 @@ func (s *Store) UpdateNode(ctx context.Context, ident, owner string, mutate func
 		if err != nil {
 			return nil, err
 		}
-		n.Version++
+		n.Version = v
 		return n, nil
 	}
 }
 
-func (s *Store) putNode(ctx context.Context, n *api.Node, oldState, owner string, fx *Effects) error {
+func (s *Store) putNode(ctx context.Context, n *api.Node, oldState, owner string, fx *Effects) (int64, error) {
 	doc, err := json.Marshal(n)
 	if err != nil {
-		return fmt.Errorf("encode node %s: %w", n.UUID, err)
+		return 0, fmt.Errorf("encode node %s: %w", n.UUID, err)
 	}
 	entry, err := fx.Event.encode()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	job, err := fx.Job.encode()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if owner == "" {
 		// Nobody holds a lock with an empty token, so any held lock
 		// refuses the write.
 		owner = "\x00"
 	}
-	keys := []string{s.nodeKey(n.UUID), s.namesKey(), s.lockKey(n.UUID), s.stateKey(oldState), s.stateKey(n.ProvisionState), s.historyKey(n.UUID), s.jobsKey()}
-	err = putNode.Run(ctx, s.rdb, keys, n.UUID, n.Version, doc, n.Name, n.ProvisionState, owner, entry, job, historyMax).Err()
-	return scriptError(err, n.UUID)
+	keys := []string{s.nodeKey(n.UUID), s.namesKey(), s.lockKey(n.UUID), s.stateKey(oldState), s.stateKey(n.ProvisionState),
+		s.historyKey(n.UUID), s.jobsKey(), s.seqKey()}
+	v, err := putNode.Run(ctx, s.rdb, keys, n.UUID, n.Version, doc, n.Name, n.ProvisionState, owner, entry, job, historyMax).Int64()
+	return v, scriptError(err, n.UUID)
 }
 
 // DeleteNode removes a node, its ports and history. owner is as for
@@ -216,7 +241,8 @@ type ListOptions struct {
 // listBatch is how many nodes one pipeline reads while scanning.
 const listBatch = 500
 
-// ListNodes returns nodes and their lock holders.
+// ListNodes returns nodes and their lock holders. The nodes may be shared
+// with other readers (see ViewNode) and must not be changed.
 func (s *Store) ListNodes(ctx context.Context, o ListOptions) ([]*api.Node, []string, error) {
 	src := s.nodesKey()
 	if o.State != "" {
@@ -257,7 +283,7 @@ func (s *Store) ListNodes(ctx context.Context, o ListOptions) ([]*api.Node, []st
 		if len(ids) == 0 {
 			return nodes, holders, nil
 		}
-		batch, hs, err := s.getNodes(ctx, ids)
+		batch, hs, err := s.getNodes(ctx, ids, true)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -305,7 +331,7 @@ func (s *Store) listSorted(ctx context.Context, src string, o ListOptions) ([]*a
 	}
 	var rows []row
 	for start := 0; start < len(ids); start += listBatch {
-		batch, hs, err := s.getNodes(ctx, ids[start:min(start+listBatch, len(ids))])
+		batch, hs, err := s.getNodes(ctx, ids[start:min(start+listBatch, len(ids))], true)
 		if err != nil {
 			return nil, nil, err
 		}

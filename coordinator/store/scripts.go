@@ -7,6 +7,10 @@ import "github.com/redis/go-redis/v9"
 // the scripts keep indexes with, so they never decode JSON) and seq (the
 // creation order, which lists sort by, as Ironic sorts by its id).
 
+// Versions come from one counter (KEYS seq) rather than counting per
+// node, so a node deleted and created again with the same UUID never
+// repeats a version a reader may have cached.
+//
 // createNode: KEYS node, names, nodes, seq, state zset, history.
 // ARGV uuid, doc, name, state, history entry, history max length.
 var createNode = redis.NewScript(`
@@ -15,16 +19,16 @@ if ARGV[3] ~= '' and redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then
   return redis.error_reply('DUP name ' .. ARGV[3])
 end
 local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'v', 1, 'name', ARGV[3], 'state', ARGV[4], 'seq', seq)
+redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'v', seq, 'name', ARGV[3], 'state', ARGV[4], 'seq', seq)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[1]) end
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 redis.call('ZADD', KEYS[5], seq, ARGV[1])
 if ARGV[5] ~= '' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[5]) end
-return 1
+return seq
 `)
 
 // putNode is the compare-and-set every node change goes through.
-// KEYS node, names, lock, old state zset, new state zset, history, jobs.
+// KEYS node, names, lock, old state zset, new state zset, history, jobs, seq.
 // ARGV uuid, expected v, doc, name, state, lock owner ('*': no lock check),
 // history entry, job, history max length.
 var putNode = redis.NewScript(`
@@ -44,7 +48,7 @@ if ARGV[4] ~= oldname then
   end
   if oldname ~= '' then redis.call('HDEL', KEYS[2], oldname) end
 end
-local v = tonumber(cur[1]) + 1
+local v = redis.call('INCR', KEYS[8])
 redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'v', v, 'name', ARGV[4], 'state', ARGV[5])
 if KEYS[4] ~= KEYS[5] then
   redis.call('ZREM', KEYS[4], ARGV[1])

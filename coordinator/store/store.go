@@ -12,12 +12,15 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ingot/ingot/pkg/api"
 )
 
 // Store is Ingot's view of Redis.
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	cache  nodeCache
 }
 
 // New returns a Store over rdb. Keys are prefixed with prefix (default
@@ -26,7 +29,7 @@ func New(rdb redis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
 		prefix = "ingot:"
 	}
-	return &Store{rdb: rdb, prefix: prefix}
+	return &Store{rdb: rdb, prefix: prefix, cache: nodeCache{m: map[string]*api.Node{}}}
 }
 
 // Open connects to the Redis at url (redis://, rediss:// or unix://) and

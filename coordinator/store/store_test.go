@@ -156,3 +156,31 @@ func TestLock(t *testing.T) {
 	}
 	b.Release(ctx)
 }
+
+// The decode cache never serves a stale node: not after an update, and not
+// after the node is deleted and created again under the same UUID.
+func TestViewNodeNeverStale(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	n := mkNode(t, st, "first", "enroll")
+	if v, _, err := st.ViewNode(ctx, n.UUID); err != nil || v.Name != "first" {
+		t.Fatalf("view: %v %v", v, err)
+	}
+	if _, err := st.UpdateNode(ctx, n.UUID, "", func(n *api.Node, _ *store.Effects) error { n.Name = "second"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := st.ViewNode(ctx, n.UUID); v.Name != "second" {
+		t.Errorf("after update: %q", v.Name)
+	}
+	cur, _, _ := st.GetNode(ctx, n.UUID)
+	if err := st.DeleteNode(ctx, cur, ""); err != nil {
+		t.Fatal(err)
+	}
+	again := &api.Node{UUID: n.UUID, Name: "reborn", Driver: "fake-hardware", ProvisionState: "enroll", CreatedAt: time.Now().UTC()}
+	if err := st.CreateNode(ctx, again, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := st.ViewNode(ctx, n.UUID); v.Name != "reborn" {
+		t.Errorf("after re-create: %q", v.Name)
+	}
+}
