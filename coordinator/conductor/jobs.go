@@ -107,7 +107,7 @@ func (c *Conductor) steps(state sm.State) (step, bool) {
 			}
 			ps, err := w.hw.Power.PowerState(ctx, w.node)
 			if err != nil {
-				return 0, fmt.Errorf("Failed to get power state for node %s: %w", w.node.UUID, err)
+				return 0, fmt.Errorf("failed to get power state for node %s: %w", w.node.UUID, err)
 			}
 			w.node.PowerState = ps
 			return driver.Done, nil

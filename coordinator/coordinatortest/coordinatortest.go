@@ -28,6 +28,7 @@ type Env struct {
 	URL       string // base URL of the API
 	Store     *store.Store
 	Conductor *conductor.Conductor
+	API       *rest.Server
 	Redis     *redisproc.Server
 	Registry  *prometheus.Registry
 	cancel    context.CancelFunc
@@ -80,7 +81,7 @@ func Start(t testing.TB, o Options) *Env {
 	api := rest.New(rest.Config{Host: cfg.Host}, st, drivers, cond, m, log)
 	srv := httptest.NewServer(api)
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Env{URL: srv.URL, Store: st, Conductor: cond, Redis: rs, Registry: reg, cancel: cancel, done: make(chan struct{})}
+	e := &Env{URL: srv.URL, Store: st, Conductor: cond, API: api, Redis: rs, Registry: reg, cancel: cancel, done: make(chan struct{})}
 	if o.NoConductor {
 		if err := st.InitJobs(ctx); err != nil {
 			t.Fatal(err)

@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ingot/ingot/pkg/api"
@@ -129,18 +131,23 @@ func (h *Hardware) ApplyDefaults(n *api.Node) {
 	}
 }
 
+// ErrBadInterface is an interface value a hardware type does not offer;
+// its text is Ironic's.
+type ErrBadInterface struct {
+	Field, Value string
+	Valid        []string
+}
+
+func (e *ErrBadInterface) Error() string {
+	return fmt.Sprintf("Could not find the following interface in the 'ironic.hardware.interfaces.%s' entrypoint: %s. Valid interfaces are %v.",
+		strings.TrimSuffix(e.Field, "_interface"), e.Value, e.Valid)
+}
+
 // CheckInterfaces refuses interface values the type does not offer.
 func (h *Hardware) CheckInterfaces(n *api.Node) error {
 	for field, p := range n.Interfaces() {
-		ok := false
-		for _, v := range h.Enabled[field] {
-			if v == *p {
-				ok = true
-			}
-		}
-		if !ok {
-			return fmt.Errorf("Could not find the following interface in the 'ironic.hardware.interfaces.%s' entrypoint: %s. Valid interfaces are %v.",
-				field[:len(field)-len("_interface")], *p, h.Enabled[field])
+		if !slices.Contains(h.Enabled[field], *p) {
+			return &ErrBadInterface{Field: field, Value: *p, Valid: h.Enabled[field]}
 		}
 	}
 	return nil
