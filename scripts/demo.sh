@@ -35,10 +35,13 @@ fi
 say() { printf '%s\n' "$*"; }
 note() { printf '    %s\n' "$*"; }
 
-# die prints the error and the end of the coordinator's log, and exits 1.
+# die prints the error and the end of the coordinator's log (unless
+# show_log=0: errors found before the demo started or reused a coordinator),
+# and exits 1.
+show_log=0
 die() {
 	printf '\n%sdemo: error: %s%s\n' "$RED$B" "$*" "$R" >&2
-	if [ -s "$LOG" ]; then
+	if [ "$show_log" = 1 ] && [ -s "$LOG" ]; then
 		printf '\n--- last 30 lines of %s ---\n' "$LOG" >&2
 		tail -n 30 "$LOG" >&2
 		printf -- '--- end of %s ---\n' "$LOG" >&2
@@ -49,7 +52,7 @@ die() {
 	exit 1
 }
 trap 'die "unexpected failure (line $LINENO): $BASH_COMMAND"' ERR
-trap 'trap - ERR; die "interrupted"' INT TERM
+trap 'trap - ERR; show_log=0; die "interrupted"' INT TERM
 
 now_ms() {
 	local t=${EPOCHREALTIME//[.,]/}
@@ -173,7 +176,7 @@ start_coordinator() {
 		elif api_answers; then
 			echo "$pid" >"$PIDFILE"
 			say "reusing the demo coordinator already running from a previous demo (pid $pid, $ENDPOINT)"
-			started_or_reused=1
+			started_or_reused=1 show_log=1
 			return 0
 		else
 			say "the demo coordinator (pid $pid) does not answer on $ENDPOINT/v1: restarting it"
@@ -203,7 +206,7 @@ Stop that process, or run the demo on another port: DEMO_PORT=16385 scripts/demo
 	setsid "${cmd[@]}" >>"$LOG" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$PIDFILE"
-	started_or_reused=1
+	started_or_reused=1 show_log=1
 
 	local t0 deadline
 	t0=$(now_ms)
@@ -216,7 +219,9 @@ Stop that process, or run the demo on another port: DEMO_PORT=16385 scripts/demo
 			if tail -c "+$offset" "$LOG" | grep -q 'address already in use'; then
 				die "the coordinator exited (status $rc): port $PORT is taken by another process: $(port_holder)"
 			fi
-			die "the coordinator exited during start-up (status $rc); see $LOG"
+			local why
+			why=$(tail -c "+$offset" "$LOG" | grep -o 'err=.*' | tail -n 1 || true)
+			die "the coordinator exited during start-up (status $rc)${why:+: $why}; see $LOG"
 		fi
 		if api_answers && tail -c "+$offset" "$LOG" | grep -q 'msg="coordinator ready"'; then
 			break
@@ -374,15 +379,15 @@ demo() {
 	phase_done
 	show_state "$node" active
 
-	if "${BM[@]}" node history list --help >/dev/null 2>&1; then
-		phase history "the node's recorded events"
+	local has_history=0
+	"${BM[@]}" node history list --help >/dev/null 2>&1 && has_history=1
+	phase history "the node's recorded events"
+	if [ $has_history = 1 ]; then
 		bm node history list "$node"
-		phase_done
 	else
-		phase history "the node's recorded events"
-		note "this baremetal CLI has no 'node history list': skipped"
-		phase_done
+		note "this baremetal CLI has no 'node history list' (its --help failed): skipped"
 	fi
+	phase_done
 
 	phase undeploy "active -> deleting -> cleaning -> available"
 	bm node undeploy "$node" --wait 30

@@ -354,6 +354,7 @@ func TestListPaginationFiltersSorting(t *testing.T) {
 		{"/v1/nodes?resource_class=gold", "n2"},
 		{"/v1/nodes?driver=fake-hardware&limit=1", "n0"},
 		{"/v1/nodes?driver=other", ""},
+		{"/v1/nodes/?provision_state=manageable", "n4"},
 		{"/v1/nodes?marker=" + ids[5], "n6"},
 	} {
 		if got := names(tt.path); got != tt.want {

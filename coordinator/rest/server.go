@@ -77,7 +77,6 @@ func (s *Server) routes() {
 	}
 	s.mux.HandleFunc("GET /{$}", s.root)
 	h("GET /v1", s.v1)
-	h("GET /v1/{$}", s.v1)
 
 	h("POST /v1/nodes", s.createNode)
 	h("GET /v1/nodes", s.listNodes)
@@ -124,6 +123,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rid := "req-" + uuid.NewString()
 	w.Header().Set("Openstack-Request-Id", rid)
 	r = r.WithContext(context.WithValue(r.Context(), ridKey{}, rid))
+	// Ironic treats /v1/nodes/ as /v1/nodes; some clients send the slash.
+	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") {
+		r.URL.Path = strings.TrimRight(p, "/")
+		r.URL.RawPath = ""
+	}
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	s.mux.ServeHTTP(sw, r)
 	route := r.Pattern
