@@ -35,6 +35,11 @@ func ApplyEvent(n *api.Node, ev sm.Event, lastError, host string, now time.Time)
 		// slate, as in Ironic.
 		n.LastError = ""
 	}
+	if ev == sm.Teardown {
+		// The instance is gone: forget it, including its config drive,
+		// which may hold secrets, as Ironic's tear down does.
+		n.InstanceInfo, n.InstanceUUID = nil, ""
+	}
 	switch {
 	case to == sm.Inspecting && from != sm.InspectWait:
 		n.InspectionStartedAt, n.InspectionFinishedAt = &now, nil

@@ -37,7 +37,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	fault := "Client"
 	if code >= 500 {
 		fault = "Server"
-		s.logFor(r).Error("request failed", "err", err)
+		s.logFor(r).Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	faultstring, _ := json.Marshal(msg)
 	inner := fmt.Sprintf(`{"faultcode": %q, "faultstring": %s, "debuginfo": null}`, fault, faultstring)

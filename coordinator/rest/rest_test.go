@@ -430,3 +430,17 @@ func TestHistoryAndOldVersions(t *testing.T) {
 	}
 	old.must(406, "GET", "/v1/nodes/"+id+"/history", nil)
 }
+
+// Requests no route matches still get Ironic's error format.
+func TestUnroutedInIronicFormat(t *testing.T) {
+	env := coordinatortest.Start(t, coordinatortest.Options{})
+	c := newClient(t, env)
+	r := c.must(404, "GET", "/v1/widgets", nil)
+	if f := r.fault(t); f != "The resource could not be found." {
+		t.Errorf("404 faultstring %q", f)
+	}
+	r = c.must(405, "PUT", "/v1/nodes", nil)
+	if f := r.fault(t); !strings.Contains(f, "PUT is not allowed") || r.hdr.Get("Allow") == "" {
+		t.Errorf("405: %q, Allow %q", f, r.hdr.Get("Allow"))
+	}
+}

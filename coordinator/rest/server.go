@@ -129,31 +129,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.RawPath = ""
 	}
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-	s.mux.ServeHTTP(sw, r)
+	if h, pattern := s.mux.Handler(r); pattern == "" {
+		// No route: let the mux decide between 404 and 405 (with its
+		// Allow header), but answer in Ironic's error format.
+		rec := &statusWriter{ResponseWriter: discardBody{w}, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		msg := "The resource could not be found."
+		if rec.code == http.StatusMethodNotAllowed {
+			msg = "The method " + r.Method + " is not allowed for this resource."
+		}
+		s.writeError(sw, r, errf(rec.code, "%s", msg))
+	} else {
+		s.mux.ServeHTTP(sw, r)
+	}
 	route := r.Pattern
 	if route == "" {
 		route = "unmatched"
 	}
 	d := time.Since(start)
 	s.metrics.RequestDuration.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Observe(d.Seconds())
-	s.logFor(r).Debug("request", "method", r.Method, "path", r.URL.Path, "status", sw.code, "duration", d)
+	s.logFor(r).Debug("request", "method", r.Method, "path", r.URL.Path, "route", route, "status", sw.code, "duration", d)
 }
 
 type ridKey struct{}
 type versionKey struct{}
 
-// logFor returns a logger carrying the request id and, for requests about
-// a node, its identifier.
+// logFor returns a logger carrying the request id; lines about a node add
+// its UUID.
 func (s *Server) logFor(r *http.Request) *slog.Logger {
 	l := s.log
 	if rid, ok := r.Context().Value(ridKey{}).(string); ok {
 		l = l.With("request_id", rid)
 	}
-	if n := r.PathValue("node"); n != "" {
-		l = l.With("node", n)
-	}
 	return l
 }
+
+// discardBody keeps headers (Allow) but drops the mux's plain-text body.
+type discardBody struct{ http.ResponseWriter }
+
+func (d discardBody) Write(b []byte) (int, error) { return len(b), nil }
+func (d discardBody) WriteHeader(int)             {}
 
 type statusWriter struct {
 	http.ResponseWriter

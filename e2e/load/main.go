@@ -204,11 +204,16 @@ func run(ctx context.Context, cfg *config) (*results, error) {
 	return r.res, nil
 }
 
+// Each phase records its result only if it completed, so that a failed
+// run's report shows no half-measured figures.
+
 func (r *runner) create(ctx context.Context) error {
-	var err error
-	r.res.Create, r.nodes, err = runCreate(ctx, r.c, r.cfg)
-	r.res.Nodes = len(r.nodes)
-	return err
+	res, nodes, err := runCreate(ctx, r.c, r.cfg)
+	if err != nil {
+		return err
+	}
+	r.res.Create, r.nodes, r.res.Nodes = res, nodes, len(nodes)
+	return nil
 }
 
 func (r *runner) get(ctx context.Context) error {
@@ -242,9 +247,12 @@ func (r *runner) someNode(ctx context.Context) (string, error) {
 }
 
 func (r *runner) list(ctx context.Context) error {
-	var err error
-	r.res.List, err = runList(ctx, r.c, r.cfg)
-	return err
+	res, err := runList(ctx, r.c, r.cfg)
+	if err != nil {
+		return err
+	}
+	r.res.List = res
+	return nil
 }
 
 func (r *runner) deploy(ctx context.Context) error {
@@ -252,8 +260,12 @@ func (r *runner) deploy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.res.Deploy, err = runDeploy(ctx, r.c, r.cfg, nodes)
-	return err
+	res, err := runDeploy(ctx, r.c, r.cfg, nodes)
+	if err != nil {
+		return err
+	}
+	r.res.Deploy = res
+	return nil
 }
 
 // deployNodes are the last nodes created (still in enroll), or new ones

@@ -33,7 +33,7 @@ func runCreate(ctx context.Context, c *client, cfg *config) (*createResult, []st
 	for i := range seq {
 		u, err := c.createNode(ctx, cfg.nodeName(i))
 		if err != nil {
-			return res, nil, fmt.Errorf("sequential create %d: %w", i, err)
+			return nil, nil, fmt.Errorf("sequential create %d: %w", i, err)
 		}
 		uuids[i] = u
 	}
@@ -43,7 +43,7 @@ func runCreate(ctx context.Context, c *client, cfg *config) (*createResult, []st
 
 	start = time.Now()
 	if err := createConcurrently(ctx, c, cfg.concurrency, cfg.nodeName, uuids, seq); err != nil {
-		return res, nil, err
+		return nil, nil, err
 	}
 	res.ConcurrentSeconds = time.Since(start).Seconds()
 	res.ConcurrentRate = rate(res.Concurrent, res.ConcurrentSeconds)
@@ -113,12 +113,12 @@ func runList(ctx context.Context, c *client, cfg *config) (*listResult, error) {
 	var err error
 	path := fmt.Sprintf("/v1/nodes?limit=%d", cfg.listLimit)
 	if res.List, err = timeGets(ctx, c, path, cfg.listSamples); err != nil {
-		return res, err
+		return nil, err
 	}
 	progress("list: %s p50 %.1f ms", path, res.List.P50)
 	path = fmt.Sprintf("/v1/nodes/detail?limit=%d", cfg.listLimit)
 	if res.Detail, err = timeGets(ctx, c, path, cfg.listSamples); err != nil {
-		return res, err
+		return nil, err
 	}
 	progress("list: %s p50 %.1f ms", path, res.Detail.P50)
 	return res, nil
@@ -151,7 +151,7 @@ func runDeploy(ctx context.Context, c *client, cfg *config, nodes []string) (*de
 	for i, s := range deploySteps {
 		t0 := time.Now()
 		if err := driveAll(ctx, c, nodes, s.verb, s.want, cfg.poll); err != nil {
-			return res, fmt.Errorf("%s: %w", s.verb, err)
+			return nil, fmt.Errorf("%s: %w", s.verb, err)
 		}
 		*durations[i] = time.Since(t0).Seconds()
 		progress("deploy: %d nodes %s: %.2f s", len(nodes), s.want, *durations[i])
@@ -169,16 +169,26 @@ func driveAll(ctx context.Context, c *client, nodes []string, verb, want string,
 		wg.Go(func() { errs[i] = drive(ctx, c, n, verb, want, poll) })
 	}
 	wg.Wait()
+	return joinFailures(errs, 5)
+}
+
+// joinFailures joins the non-nil errors, listing at most show of them.
+func joinFailures(errs []error, show int) error {
 	var failed []error
 	for _, err := range errs {
 		if err != nil {
 			failed = append(failed, err)
 		}
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d nodes failed: %w", len(failed), len(nodes), errors.Join(failed...))
+	if len(failed) == 0 {
+		return nil
 	}
-	return nil
+	shown := failed[:min(show, len(failed))]
+	err := fmt.Errorf("%d of %d nodes failed: %w", len(failed), len(errs), errors.Join(shown...))
+	if more := len(failed) - len(shown); more > 0 {
+		err = fmt.Errorf("%w\n(and %d more)", err, more)
+	}
+	return err
 }
 
 // drive sends verb to one node, retrying while the node is locked (409),

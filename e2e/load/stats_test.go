@@ -36,7 +36,7 @@ func TestPercentile(t *testing.T) {
 		{name: "even count: median averages", sorted: durations(1, 2, 3, 4), p: 50, want: 2 * time.Millisecond, wantMed: 2500 * time.Microsecond},
 		{name: "p99 of 100 is the 99th", sorted: seq(100), p: 99, want: 99 * time.Millisecond, wantMed: 50500 * time.Microsecond},
 		{name: "p99 of 2000 is the 1980th", sorted: seq(2000), p: 99, want: 1980 * time.Millisecond, wantMed: 1000500 * time.Microsecond},
-		{name: "p99 of 50 is the largest but one", sorted: seq(50), p: 99, want: 50 * time.Millisecond, wantMed: 25500 * time.Microsecond},
+		{name: "p99 of 50 is the largest (rank 49.5 rounds up)", sorted: seq(50), p: 99, want: 50 * time.Millisecond, wantMed: 25500 * time.Microsecond},
 		{name: "p100 is the max", sorted: seq(10), p: 100, want: 10 * time.Millisecond, wantMed: 5500 * time.Microsecond},
 		{name: "p0 is the min", sorted: seq(10), p: 0, want: 1 * time.Millisecond, wantMed: 5500 * time.Microsecond},
 	} {
