@@ -148,7 +148,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d := time.Since(start)
 	s.metrics.RequestDuration.WithLabelValues(route, r.Method, strconv.Itoa(sw.code)).Observe(d.Seconds())
-	s.logFor(r).Debug("request", "method", r.Method, "path", r.URL.Path, "route", route, "status", sw.code, "duration", d)
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.logFor(r).Debug("request", "method", r.Method, "path", r.URL.Path, "route", route, "status", sw.code, "duration", d)
+	}
 }
 
 type ridKey struct{}

@@ -101,17 +101,22 @@ func (s *Store) getNode(ctx context.Context, ident string, shared bool) (*api.No
 	return nodes[0], holders[0], nil
 }
 
-// getNodes fetches nodes and their lock holders in one round trip. A node
-// that vanished is nil. With shared, nodes decoded before at the same
-// version come from the decode cache: decoding JSON is most of the cost
-// of a detailed list, and the version (bumped by every write) tells
-// exactly when a cached node is stale, whichever coordinator wrote.
+// getNodes fetches nodes and their lock holders. A node that vanished is
+// nil. With shared, nodes decoded before at the same version come from the
+// decode cache: decoding JSON is most of the cost of a detailed list, and
+// the version (from one counter bumped by every write) tells exactly when
+// a cached node is stale, whichever coordinator wrote. Shared reads first
+// fetch only versions and locks, then the documents the cache lacks.
 func (s *Store) getNodes(ctx context.Context, ids []string, shared bool) ([]*api.Node, []string, error) {
+	fields := []string{"v", "doc"}
+	if shared {
+		fields = fields[:1]
+	}
 	pipe := s.rdb.Pipeline()
-	docs := make([]*redis.SliceCmd, len(ids))
+	heads := make([]*redis.SliceCmd, len(ids))
 	locks := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
-		docs[i] = pipe.HMGet(ctx, s.nodeKey(id), "doc", "v")
+		heads[i] = pipe.HMGet(ctx, s.nodeKey(id), fields...)
 		locks[i] = pipe.Get(ctx, s.lockKey(id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -119,27 +124,54 @@ func (s *Store) getNodes(ctx context.Context, ids []string, shared bool) ([]*api
 	}
 	nodes := make([]*api.Node, len(ids))
 	holders := make([]string, len(ids))
+	versions := make([]int64, len(ids))
+	docs := make([]string, len(ids))
+	var missing []int
 	for i, id := range ids {
-		vals := docs[i].Val()
-		if len(vals) != 2 || vals[0] == nil {
+		vals := heads[i].Val()
+		if len(vals) == 0 || vals[0] == nil {
 			s.cache.drop(id)
 			continue
 		}
-		doc, _ := vals[0].(string)
-		ver, _ := vals[1].(string)
-		v, _ := strconv.ParseInt(ver, 10, 64)
+		ver, _ := vals[0].(string)
+		versions[i], _ = strconv.ParseInt(ver, 10, 64)
 		holders[i] = holderHost(locks[i].Val())
-		if shared {
-			if n := s.cache.get(id, v); n != nil {
-				nodes[i] = n
-				continue
+		if !shared {
+			docs[i], _ = vals[1].(string)
+			continue
+		}
+		if nodes[i] = s.cache.get(id, versions[i]); nodes[i] == nil {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) > 0 {
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.SliceCmd, len(missing))
+		for k, i := range missing {
+			cmds[k] = pipe.HMGet(ctx, s.nodeKey(ids[i]), "v", "doc")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, nil, fmt.Errorf("read nodes: %w", err)
+		}
+		for k, i := range missing {
+			vals := cmds[k].Val()
+			if len(vals) != 2 || vals[0] == nil {
+				continue // deleted between the two reads
 			}
+			ver, _ := vals[0].(string)
+			versions[i], _ = strconv.ParseInt(ver, 10, 64)
+			docs[i], _ = vals[1].(string)
+		}
+	}
+	for i, id := range ids {
+		if nodes[i] != nil || docs[i] == "" {
+			continue
 		}
 		n := new(api.Node)
-		if err := json.Unmarshal([]byte(doc), n); err != nil {
+		if err := json.Unmarshal([]byte(docs[i]), n); err != nil {
 			return nil, nil, fmt.Errorf("decode node %s: %w", id, err)
 		}
-		n.Version = v
+		n.Version = versions[i]
 		if shared {
 			s.cache.put(id, n)
 		}

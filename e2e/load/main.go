@@ -43,6 +43,7 @@ type config struct {
 	coordinatorPID int
 	redisPID       int
 	json           bool
+	settle         time.Duration
 }
 
 func parseFlags(args []string) (*config, error) {
@@ -65,6 +66,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.coordinatorPID, "coordinator-pid", 0, "coordinator process whose memory and CPU to report (0: none)")
 	fs.IntVar(&cfg.redisPID, "redis-pid", 0, "redis-server process whose memory and CPU to report (0: none)")
 	fs.BoolVar(&cfg.json, "json", false, "print the results as JSON instead of a table")
+	fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "quiet time before each phase after the first, so one phase's aftermath (Redis's AOF fsync, garbage collection) is not charged to the next")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -182,9 +184,12 @@ func run(ctx context.Context, cfg *config) (*results, error) {
 		{"list", r.list},
 		{"deploy", r.deploy},
 	}
-	for _, p := range phases {
+	for i, p := range phases {
 		if !cfg.phases[p.name] {
 			continue
+		}
+		if i > 0 && cfg.settle > 0 {
+			time.Sleep(cfg.settle)
 		}
 		progress("%s...", p.name)
 		cpu, t0 := startCPU(procs), time.Now()

@@ -3,7 +3,6 @@ package api
 import (
 	"fmt"
 	"net"
-	"strings"
 	"time"
 )
 
@@ -24,94 +23,34 @@ type Port struct {
 	Version             int64          `json:"_version,omitempty"`
 }
 
-// portFields are a port's attributes in Ironic's output order.
-var portFields = []portField{
-	{"uuid", 1, false, func(p *Port) any { return p.UUID }},
-	{"created_at", 1, false, func(p *Port) any { return nullTime(&p.CreatedAt) }},
-	{"updated_at", 1, false, func(p *Port) any { return nullTime(p.UpdatedAt) }},
-	{"address", 1, true, func(p *Port) any { return p.Address }},
-	{"extra", 1, true, func(p *Port) any { return object(p.Extra) }},
-	{"internal_info", 18, false, func(p *Port) any { return object(p.InternalInfo) }},
-	{"is_smartnic", 53, true, func(p *Port) any { return p.IsSmartNIC }},
-	{"local_link_connection", 19, true, func(p *Port) any { return object(p.LocalLinkConnection) }},
-	{"physical_network", 34, true, func(p *Port) any { return nullString(p.PhysicalNetwork) }},
-	{"pxe_enabled", 19, true, func(p *Port) any { return p.PXEEnabled }},
-	{"node_uuid", 1, true, func(p *Port) any { return p.NodeUUID }},
-	{"links", 1, false, nil},
-	{"portgroup_uuid", 24, true, func(p *Port) any { return nullString(p.PortgroupUUID) }},
-}
-
-type portField struct {
-	Name  string
-	Since int
-	Patch bool
-	get   func(*Port) any
-}
+// ports is a port's attributes in Ironic's output order.
+var ports = newTable([]field[Port]{
+	str("uuid", 1, false, func(p *Port) string { return p.UUID }),
+	{Name: "created_at", Since: 1, write: func(b []byte, p *Port, _ *View) []byte { return appendTime(b, &p.CreatedAt) }},
+	{Name: "updated_at", Since: 1, write: func(b []byte, p *Port, _ *View) []byte { return appendTime(b, p.UpdatedAt) }},
+	str("address", 1, true, func(p *Port) string { return p.Address }),
+	obj("extra", 1, true, func(p *Port) map[string]any { return p.Extra }),
+	obj("internal_info", 18, false, func(p *Port) map[string]any { return p.InternalInfo }),
+	boolean("is_smartnic", 53, true, func(p *Port) bool { return p.IsSmartNIC }),
+	obj("local_link_connection", 19, true, func(p *Port) map[string]any { return p.LocalLinkConnection }),
+	nullStr("physical_network", 34, true, func(p *Port) string { return p.PhysicalNetwork }),
+	boolean("pxe_enabled", 19, true, func(p *Port) bool { return p.PXEEnabled }),
+	str("node_uuid", 1, true, func(p *Port) string { return p.NodeUUID }),
+	{Name: "links", Since: 1, write: func(b []byte, p *Port, v *View) []byte { return appendLinks(b, v.BaseURL, "ports", p.UUID) }},
+	nullStr("portgroup_uuid", 24, true, func(p *Port) string { return p.PortgroupUUID }),
+})
 
 // PortListFields are a port's fields in a plain list.
 var PortListFields = []string{"uuid", "address"}
 
-// PatchablePortFields lists, in order, the port fields version v may PATCH.
-func PatchablePortFields(v Version) []string {
-	var out []string
-	for _, f := range portFields {
-		if f.Patch && v.AtLeast(f.Since) {
-			out = append(out, f.Name)
-		}
-	}
-	return out
-}
+// PatchablePortFields lists, sorted, the port fields version v may PATCH.
+func PatchablePortFields(v Version) []string { return ports.patchable(v) }
 
 // ParsePortFields parses a fields= query value for ports.
-func ParsePortFields(s string, v Version) (map[string]bool, error) {
-	if s == "" {
-		return nil, nil
-	}
-	out := map[string]bool{}
-	var bad []string
-	for _, name := range strings.Split(s, ",") {
-		name = strings.TrimSpace(name)
-		ok := false
-		for _, f := range portFields {
-			if f.Name == name && v.AtLeast(f.Since) {
-				ok = true
-			}
-		}
-		if !ok {
-			bad = append(bad, name)
-			continue
-		}
-		out[name] = true
-	}
-	if len(bad) > 0 {
-		return nil, &ErrInvalidFields{Names: bad}
-	}
-	return out, nil
-}
+func ParsePortFields(s string, v Version) (map[string]bool, error) { return ports.parseFields(s, v) }
 
 // AppendPort appends p's JSON representation for view v to buf.
-func AppendPort(buf []byte, p *Port, v *View) []byte {
-	buf = append(buf, '{')
-	first := true
-	for i := range portFields {
-		f := &portFields[i]
-		if !v.Version.AtLeast(f.Since) || (v.Fields != nil && !v.Fields[f.Name] && f.Name != "links") {
-			continue
-		}
-		if !first {
-			buf = append(buf, ',')
-		}
-		first = false
-		buf = appendString(buf, f.Name)
-		buf = append(buf, ':')
-		if f.Name == "links" {
-			buf = appendLinks(buf, v.BaseURL, "ports/"+p.UUID)
-			continue
-		}
-		buf = appendValue(buf, f.get(p))
-	}
-	return append(buf, '}')
-}
+func AppendPort(buf []byte, p *Port, v *View) []byte { return ports.appendJSON(buf, p, v) }
 
 // ErrBadMAC is the error for an address that is not a MAC.
 type ErrBadMAC struct{ Value string }

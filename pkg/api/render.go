@@ -1,13 +1,10 @@
 package api
 
 import (
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
-	"time"
 )
 
 // TimeFormat is how Ironic prints timestamps.
@@ -16,12 +13,21 @@ const TimeFormat = "2006-01-02T15:04:05.000000-07:00"
 // Masked replaces secret values in API output.
 const Masked = "******"
 
-// Field is one attribute of a resource in the API.
+// field is one attribute of a resource (T is Node or Port) in the API.
+type field[T any] struct {
+	Name   string
+	Since  int  // the 1.x microversion that introduced it
+	Patch  bool // operators may change it with PATCH
+	Object bool // holds a JSON object
+	write  func(buf []byte, r *T, v *View) []byte
+}
+
+// Field describes a node field for callers outside this package.
 type Field struct {
-	Name  string
-	Since int  // the 1.x microversion that introduced it
-	Patch bool // operators may change it with PATCH
-	get   func(n *Node, v *View) any
+	Name   string
+	Since  int
+	Patch  bool
+	Object bool
 }
 
 // View says how to render a resource for one request.
@@ -33,27 +39,124 @@ type View struct {
 	// coordinator that manages it. Neither is stored on the node.
 	Reservation string
 	Conductor   string
+
+	// shown caches which fields of table shownFor this view renders, by
+	// index, so a list of many nodes decides it once.
+	shown    []bool
+	shownFor any
 }
 
-func nullString(s string) any {
+func (v *View) mask(tbl any, names []string, since []int) []bool {
+	if v.shownFor != tbl {
+		v.shownFor = tbl
+		v.shown = make([]bool, len(names))
+		for i, name := range names {
+			// links are always shown, even when fields= omits them.
+			v.shown[i] = v.Version.AtLeast(since[i]) && (v.Fields == nil || v.Fields[name] || name == "links")
+		}
+	}
+	return v.shown
+}
+
+// table is a resource's fields with their names and versions laid out for
+// the renderer.
+type table[T any] struct {
+	fields []field[T]
+	names  []string
+	since  []int
+}
+
+func newTable[T any](fields []field[T]) *table[T] {
+	t := &table[T]{fields: fields}
+	for _, f := range fields {
+		t.names = append(t.names, f.Name)
+		t.since = append(t.since, f.Since)
+	}
+	return t
+}
+
+func (t *table[T]) lookup(name string) (field[T], bool) {
+	for _, f := range t.fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return field[T]{}, false
+}
+
+func (t *table[T]) appendJSON(buf []byte, r *T, v *View) []byte {
+	shown := v.mask(t, t.names, t.since)
+	buf = append(buf, '{')
+	first := true
+	for i := range t.fields {
+		if !shown[i] {
+			continue
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = append(buf, '"')
+		buf = append(buf, t.fields[i].Name...)
+		buf = append(buf, '"', ':')
+		buf = t.fields[i].write(buf, r, v)
+	}
+	return append(buf, '}')
+}
+
+func (t *table[T]) patchable(v Version) []string {
+	var out []string
+	for _, f := range t.fields {
+		if f.Patch && v.AtLeast(f.Since) {
+			out = append(out, f.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (t *table[T]) parseFields(s string, v Version) (map[string]bool, error) {
 	if s == "" {
-		return nil
+		return nil, nil
 	}
-	return s
+	out := map[string]bool{}
+	var bad []string
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(name)
+		f, ok := t.lookup(name)
+		if !ok || !v.AtLeast(f.Since) {
+			bad = append(bad, name)
+			continue
+		}
+		out[name] = true
+	}
+	if len(bad) > 0 {
+		return nil, &ErrInvalidFields{Names: bad}
+	}
+	return out, nil
 }
 
-func nullTime(t *time.Time) any {
-	if t == nil {
-		return nil
-	}
-	return t.UTC().Format(TimeFormat)
+// Constructors for the common kinds of field.
+
+func nullStr[T any](name string, since int, patch bool, get func(*T) string) field[T] {
+	return field[T]{Name: name, Since: since, Patch: patch, write: func(b []byte, r *T, _ *View) []byte { return appendNullString(b, get(r)) }}
 }
 
-func object(m map[string]any) any {
-	if m == nil {
-		return struct{}{}
-	}
-	return m
+func str[T any](name string, since int, patch bool, get func(*T) string) field[T] {
+	return field[T]{Name: name, Since: since, Patch: patch, write: func(b []byte, r *T, _ *View) []byte { return appendString(b, get(r)) }}
+}
+
+func boolean[T any](name string, since int, patch bool, get func(*T) bool) field[T] {
+	return field[T]{Name: name, Since: since, Patch: patch, write: func(b []byte, r *T, _ *View) []byte { return appendBool(b, get(r)) }}
+}
+
+func obj[T any](name string, since int, patch bool, get func(*T) map[string]any) field[T] {
+	return field[T]{Name: name, Since: since, Patch: patch, Object: true, write: func(b []byte, r *T, _ *View) []byte { return appendObject(b, get(r)) }}
+}
+
+// masked is an object whose secret values are never shown.
+func masked[T any](name string, since int, patch bool, get func(*T) map[string]any) field[T] {
+	return field[T]{Name: name, Since: since, Patch: patch, Object: true, write: func(b []byte, r *T, _ *View) []byte { return appendMasked(b, get(r)) }}
 }
 
 // secretKeys are substrings of key names whose values are never shown, as
@@ -76,102 +179,102 @@ func IsSecretKey(k string) bool {
 // is not changed.
 func MaskSecrets(m map[string]any) any {
 	if m == nil {
-		return struct{}{}
+		return map[string]any{}
 	}
-	var out map[string]any
-	for k := range m {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
 		if IsSecretKey(k) {
-			if out == nil {
-				out = make(map[string]any, len(m))
-				for k2, v2 := range m {
-					out[k2] = v2
-				}
-			}
-			out[k] = Masked
+			v = Masked
 		}
-	}
-	if out == nil {
-		return m
+		out[k] = v
 	}
 	return out
 }
 
-// nodeFields are the node's attributes in Ironic's output order.
-var nodeFields = []Field{
-	{"uuid", 1, false, func(n *Node, _ *View) any { return n.UUID }},
-	{"created_at", 1, false, func(n *Node, _ *View) any { return nullTime(&n.CreatedAt) }},
-	{"updated_at", 1, false, func(n *Node, _ *View) any { return nullTime(n.UpdatedAt) }},
-	{"automated_clean", 47, true, func(n *Node, _ *View) any { return n.AutomatedClean }},
-	{"bios_interface", 40, true, func(n *Node, _ *View) any { return nullString(n.BIOSInterface) }},
-	{"boot_interface", 31, true, func(n *Node, _ *View) any { return nullString(n.BootInterface) }},
-	{"boot_mode", 75, false, func(n *Node, _ *View) any { return nullString(n.BootMode) }},
-	{"clean_step", 7, false, func(n *Node, _ *View) any { return object(n.CleanStep) }},
-	{"conductor_group", 46, true, func(n *Node, _ *View) any { return n.ConductorGroup }},
-	{"console_enabled", 1, false, func(n *Node, _ *View) any { return n.ConsoleEnabled }},
-	{"console_interface", 31, true, func(n *Node, _ *View) any { return nullString(n.ConsoleInterface) }},
-	{"deploy_interface", 31, true, func(n *Node, _ *View) any { return nullString(n.DeployInterface) }},
-	{"deploy_step", 44, false, func(n *Node, _ *View) any { return object(n.DeployStep) }},
-	{"description", 51, true, func(n *Node, _ *View) any { return nullString(n.Description) }},
-	{"driver", 1, true, func(n *Node, _ *View) any { return n.Driver }},
-	{"driver_info", 1, true, func(n *Node, _ *View) any { return MaskSecrets(n.DriverInfo) }},
-	{"driver_internal_info", 3, false, func(n *Node, _ *View) any { return MaskSecrets(n.DriverInternalInfo) }},
-	{"extra", 1, true, func(n *Node, _ *View) any { return object(n.Extra) }},
-	{"fault", 42, false, func(n *Node, _ *View) any { return nullString(n.Fault) }},
-	{"inspection_finished_at", 6, false, func(n *Node, _ *View) any { return nullTime(n.InspectionFinishedAt) }},
-	{"inspection_started_at", 6, false, func(n *Node, _ *View) any { return nullTime(n.InspectionStartedAt) }},
-	{"inspect_interface", 31, true, func(n *Node, _ *View) any { return nullString(n.InspectInterface) }},
-	{"instance_info", 1, true, func(n *Node, _ *View) any { return MaskSecrets(n.InstanceInfo) }},
-	{"instance_uuid", 1, true, func(n *Node, _ *View) any { return nullString(n.InstanceUUID) }},
-	{"last_error", 1, false, func(n *Node, _ *View) any { return nullString(n.LastError) }},
-	{"lessee", 65, true, func(n *Node, _ *View) any { return nullString(n.Lessee) }},
-	{"maintenance", 1, true, func(n *Node, _ *View) any { return n.Maintenance }},
-	{"maintenance_reason", 1, false, func(n *Node, _ *View) any { return nullString(n.MaintenanceReason) }},
-	{"management_interface", 31, true, func(n *Node, _ *View) any { return nullString(n.ManagementInterface) }},
-	{"name", 5, true, func(n *Node, _ *View) any { return nullString(n.Name) }},
-	{"network_data", 66, true, func(n *Node, _ *View) any { return object(n.NetworkData) }},
-	{"network_interface", 20, true, func(n *Node, _ *View) any { return nullString(n.NetworkInterface) }},
-	{"owner", 50, true, func(n *Node, _ *View) any { return nullString(n.Owner) }},
-	{"power_interface", 31, true, func(n *Node, _ *View) any { return nullString(n.PowerInterface) }},
-	{"power_state", 1, false, func(n *Node, _ *View) any { return nullString(n.PowerState) }},
-	{"properties", 1, true, func(n *Node, _ *View) any { return object(n.Properties) }},
-	{"protected", 48, true, func(n *Node, _ *View) any { return n.Protected }},
-	{"protected_reason", 48, true, func(n *Node, _ *View) any { return nullString(n.ProtectedReason) }},
-	{"provision_state", 1, false, func(n *Node, v *View) any { return nullString(ProvisionStateFor(n.ProvisionState, v.Version)) }},
-	{"provision_updated_at", 1, false, func(n *Node, _ *View) any { return nullTime(n.ProvisionUpdatedAt) }},
-	{"raid_config", 12, false, func(n *Node, _ *View) any { return object(n.RaidConfig) }},
-	{"raid_interface", 31, true, func(n *Node, _ *View) any { return nullString(n.RAIDInterface) }},
-	{"rescue_interface", 38, true, func(n *Node, _ *View) any { return nullString(n.RescueInterface) }},
-	{"reservation", 1, false, func(_ *Node, v *View) any { return nullString(v.Reservation) }},
-	{"resource_class", 21, true, func(n *Node, _ *View) any { return nullString(n.ResourceClass) }},
-	{"retired", 61, true, func(n *Node, _ *View) any { return n.Retired }},
-	{"retired_reason", 61, true, func(n *Node, _ *View) any { return nullString(n.RetiredReason) }},
-	{"secure_boot", 75, false, func(n *Node, _ *View) any { return n.SecureBoot }},
-	{"shard", 82, true, func(n *Node, _ *View) any { return nullString(n.Shard) }},
-	{"storage_interface", 33, true, func(n *Node, _ *View) any { return nullString(n.StorageInterface) }},
-	{"target_power_state", 1, false, func(n *Node, _ *View) any { return nullString(n.TargetPowerState) }},
-	{"target_provision_state", 1, false, func(n *Node, v *View) any {
-		return nullString(ProvisionStateFor(n.TargetProvisionState, v.Version))
+// nodes is the node's attributes in Ironic's output order: the one
+// definition of what a node shows, at which version, and what PATCH may
+// change.
+var nodes = newTable([]field[Node]{
+	str("uuid", 1, false, func(n *Node) string { return n.UUID }),
+	{Name: "created_at", Since: 1, write: func(b []byte, n *Node, _ *View) []byte { return appendTime(b, &n.CreatedAt) }},
+	{Name: "updated_at", Since: 1, write: func(b []byte, n *Node, _ *View) []byte { return appendTime(b, n.UpdatedAt) }},
+	{Name: "automated_clean", Since: 47, Patch: true, write: func(b []byte, n *Node, _ *View) []byte { return appendBoolPtr(b, n.AutomatedClean) }},
+	nullStr("bios_interface", 40, true, func(n *Node) string { return n.BIOSInterface }),
+	nullStr("boot_interface", 31, true, func(n *Node) string { return n.BootInterface }),
+	nullStr("boot_mode", 75, false, func(n *Node) string { return n.BootMode }),
+	obj("clean_step", 7, false, func(n *Node) map[string]any { return n.CleanStep }),
+	str("conductor_group", 46, true, func(n *Node) string { return n.ConductorGroup }),
+	boolean("console_enabled", 1, false, func(n *Node) bool { return n.ConsoleEnabled }),
+	nullStr("console_interface", 31, true, func(n *Node) string { return n.ConsoleInterface }),
+	nullStr("deploy_interface", 31, true, func(n *Node) string { return n.DeployInterface }),
+	obj("deploy_step", 44, false, func(n *Node) map[string]any { return n.DeployStep }),
+	nullStr("description", 51, true, func(n *Node) string { return n.Description }),
+	str("driver", 1, true, func(n *Node) string { return n.Driver }),
+	masked("driver_info", 1, true, func(n *Node) map[string]any { return n.DriverInfo }),
+	masked("driver_internal_info", 3, false, func(n *Node) map[string]any { return n.DriverInternalInfo }),
+	obj("extra", 1, true, func(n *Node) map[string]any { return n.Extra }),
+	nullStr("fault", 42, false, func(n *Node) string { return n.Fault }),
+	{Name: "inspection_finished_at", Since: 6, write: func(b []byte, n *Node, _ *View) []byte { return appendTime(b, n.InspectionFinishedAt) }},
+	{Name: "inspection_started_at", Since: 6, write: func(b []byte, n *Node, _ *View) []byte { return appendTime(b, n.InspectionStartedAt) }},
+	nullStr("inspect_interface", 31, true, func(n *Node) string { return n.InspectInterface }),
+	masked("instance_info", 1, true, func(n *Node) map[string]any { return n.InstanceInfo }),
+	nullStr("instance_uuid", 1, true, func(n *Node) string { return n.InstanceUUID }),
+	nullStr("last_error", 1, false, func(n *Node) string { return n.LastError }),
+	nullStr("lessee", 65, true, func(n *Node) string { return n.Lessee }),
+	boolean("maintenance", 1, true, func(n *Node) bool { return n.Maintenance }),
+	nullStr("maintenance_reason", 1, false, func(n *Node) string { return n.MaintenanceReason }),
+	nullStr("management_interface", 31, true, func(n *Node) string { return n.ManagementInterface }),
+	nullStr("name", 5, true, func(n *Node) string { return n.Name }),
+	obj("network_data", 66, true, func(n *Node) map[string]any { return n.NetworkData }),
+	nullStr("network_interface", 20, true, func(n *Node) string { return n.NetworkInterface }),
+	nullStr("owner", 50, true, func(n *Node) string { return n.Owner }),
+	nullStr("power_interface", 31, true, func(n *Node) string { return n.PowerInterface }),
+	nullStr("power_state", 1, false, func(n *Node) string { return n.PowerState }),
+	obj("properties", 1, true, func(n *Node) map[string]any { return n.Properties }),
+	boolean("protected", 48, true, func(n *Node) bool { return n.Protected }),
+	nullStr("protected_reason", 48, true, func(n *Node) string { return n.ProtectedReason }),
+	{Name: "provision_state", Since: 1, write: func(b []byte, n *Node, v *View) []byte {
+		return appendNullString(b, ProvisionStateFor(n.ProvisionState, v.Version))
 	}},
-	{"target_raid_config", 12, false, func(n *Node, _ *View) any { return object(n.TargetRaidConfig) }},
-	{"traits", 37, false, func(n *Node, _ *View) any {
+	{Name: "provision_updated_at", Since: 1, write: func(b []byte, n *Node, _ *View) []byte { return appendTime(b, n.ProvisionUpdatedAt) }},
+	obj("raid_config", 12, false, func(n *Node) map[string]any { return n.RaidConfig }),
+	nullStr("raid_interface", 31, true, func(n *Node) string { return n.RAIDInterface }),
+	nullStr("rescue_interface", 38, true, func(n *Node) string { return n.RescueInterface }),
+	{Name: "reservation", Since: 1, write: func(b []byte, _ *Node, v *View) []byte { return appendNullString(b, v.Reservation) }},
+	nullStr("resource_class", 21, true, func(n *Node) string { return n.ResourceClass }),
+	boolean("retired", 61, true, func(n *Node) bool { return n.Retired }),
+	nullStr("retired_reason", 61, true, func(n *Node) string { return n.RetiredReason }),
+	{Name: "secure_boot", Since: 75, write: func(b []byte, n *Node, _ *View) []byte { return appendBoolPtr(b, n.SecureBoot) }},
+	nullStr("shard", 82, true, func(n *Node) string { return n.Shard }),
+	nullStr("storage_interface", 33, true, func(n *Node) string { return n.StorageInterface }),
+	nullStr("target_power_state", 1, false, func(n *Node) string { return n.TargetPowerState }),
+	{Name: "target_provision_state", Since: 1, write: func(b []byte, n *Node, v *View) []byte {
+		return appendNullString(b, ProvisionStateFor(n.TargetProvisionState, v.Version))
+	}},
+	obj("target_raid_config", 12, false, func(n *Node) map[string]any { return n.TargetRaidConfig }),
+	{Name: "traits", Since: 37, write: func(b []byte, n *Node, _ *View) []byte {
 		if n.Traits == nil {
-			return []string{}
+			return append(b, "[]"...)
 		}
-		return n.Traits
+		return appendValue(b, n.Traits)
 	}},
-	{"vendor_interface", 31, true, func(n *Node, _ *View) any { return nullString(n.VendorInterface) }},
-	{"links", 1, false, nil},
-	{"conductor", 49, false, func(_ *Node, v *View) any { return nullString(v.Conductor) }},
-	{"allocation_uuid", 52, false, func(*Node, *View) any { return nil }},
-	{"chassis_uuid", 1, true, func(n *Node, _ *View) any { return nullString(n.ChassisUUID) }},
-	{"ports", 1, false, nil},
-	{"states", 14, false, nil},
-	{"portgroups", 24, false, nil},
-	{"volume", 32, false, nil},
-}
+	nullStr("vendor_interface", 31, true, func(n *Node) string { return n.VendorInterface }),
+	{Name: "links", Since: 1, write: func(b []byte, n *Node, v *View) []byte { return appendLinks(b, v.BaseURL, "nodes", n.UUID) }},
+	{Name: "conductor", Since: 49, write: func(b []byte, _ *Node, v *View) []byte { return appendNullString(b, v.Conductor) }},
+	{Name: "allocation_uuid", Since: 52, write: func(b []byte, _ *Node, _ *View) []byte { return appendNull(b) }},
+	nullStr("chassis_uuid", 1, true, func(n *Node) string { return n.ChassisUUID }),
+	subresource("ports", 1),
+	subresource("states", 14),
+	subresource("portgroups", 24),
+	subresource("volume", 32),
+})
 
-// nodeSubresources are the fields rendered as links to a sub-collection.
-var nodeSubresources = map[string]bool{"ports": true, "states": true, "portgroups": true, "volume": true}
+// subresource is a field rendered as links to a node's sub-collection.
+func subresource(name string, since int) field[Node] {
+	return field[Node]{Name: name, Since: since, write: func(b []byte, n *Node, v *View) []byte {
+		return appendLinks(b, v.BaseURL, "nodes", n.UUID, name)
+	}}
+}
 
 // NodeListFields are the fields of a node in a plain (not detailed) list,
 // in Ironic's order.
@@ -188,26 +291,19 @@ func ProvisionStateFor(s string, v Version) string {
 
 // NodeField looks up a node field by API name.
 func NodeField(name string) (Field, bool) {
-	for _, f := range nodeFields {
-		if f.Name == name {
-			return f, true
-		}
-	}
-	return Field{}, false
+	f, ok := nodes.lookup(name)
+	return Field{Name: f.Name, Since: f.Since, Patch: f.Patch, Object: f.Object}, ok
 }
 
 // PatchableNodeFields lists, sorted, the node fields a client of version v
 // may PATCH.
-func PatchableNodeFields(v Version) []string {
-	var out []string
-	for _, f := range nodeFields {
-		if f.Patch && v.AtLeast(f.Since) {
-			out = append(out, f.Name)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+func PatchableNodeFields(v Version) []string { return nodes.patchable(v) }
+
+// ParseNodeFields parses a fields= query value for version v.
+func ParseNodeFields(s string, v Version) (map[string]bool, error) { return nodes.parseFields(s, v) }
+
+// AppendNode appends n's JSON representation for view v to buf.
+func AppendNode(buf []byte, n *Node, v *View) []byte { return nodes.appendJSON(buf, n, v) }
 
 // ErrInvalidFields is returned for a fields= parameter naming unknown
 // fields.
@@ -217,125 +313,12 @@ func (e *ErrInvalidFields) Error() string {
 	return fmt.Sprintf("Field(s) %q are not valid", strings.Join(e.Names, ", "))
 }
 
-// ParseNodeFields parses a fields= query value for version v.
-func ParseNodeFields(s string, v Version) (map[string]bool, error) {
-	if s == "" {
-		return nil, nil
-	}
-	out := map[string]bool{}
-	var bad []string
-	for _, name := range strings.Split(s, ",") {
-		name = strings.TrimSpace(name)
-		f, ok := NodeField(name)
-		if !ok || !v.AtLeast(f.Since) {
-			bad = append(bad, name)
-			continue
-		}
-		out[name] = true
-	}
-	if len(bad) > 0 {
-		return nil, &ErrInvalidFields{Names: bad}
-	}
-	return out, nil
-}
-
-// AppendNode appends n's JSON representation for view v to buf.
-func AppendNode(buf []byte, n *Node, v *View) []byte {
-	buf = append(buf, '{')
-	first := true
-	for i := range nodeFields {
-		f := &nodeFields[i]
-		if !v.Version.AtLeast(f.Since) {
-			continue
-		}
-		// links are always shown, even when fields= does not name them.
-		if v.Fields != nil && !v.Fields[f.Name] && f.Name != "links" {
-			continue
-		}
-		if !first {
-			buf = append(buf, ',')
-		}
-		first = false
-		buf = appendString(buf, f.Name)
-		buf = append(buf, ':')
-		switch {
-		case f.Name == "links":
-			buf = appendLinks(buf, v.BaseURL, "nodes/"+n.UUID)
-		case nodeSubresources[f.Name]:
-			buf = appendLinks(buf, v.BaseURL, "nodes/"+n.UUID+"/"+f.Name)
-		default:
-			buf = appendValue(buf, f.get(n, v))
-		}
-	}
-	return append(buf, '}')
-}
-
-// appendLinks writes Ironic's self and bookmark links for path.
-func appendLinks(buf []byte, base, path string) []byte {
-	buf = append(buf, `[{"href":`...)
-	buf = appendString(buf, base+"/v1/"+path)
-	buf = append(buf, `,"rel":"self"},{"href":`...)
-	buf = appendString(buf, base+"/"+path)
-	return append(buf, `,"rel":"bookmark"}]`...)
-}
-
 // Links returns self and bookmark links, for responses built as maps.
 func Links(base, path string) []map[string]string {
 	return []map[string]string{
 		{"href": base + "/v1/" + path, "rel": "self"},
 		{"href": base + "/" + path, "rel": "bookmark"},
 	}
-}
-
-// appendValue is json.Marshal with fast paths for the common scalars,
-// which are most of a node and make detailed lists cheap.
-func appendValue(buf []byte, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		return append(buf, "null"...)
-	case string:
-		return appendString(buf, x)
-	case bool:
-		return strconv.AppendBool(buf, x)
-	case *bool:
-		if x == nil {
-			return append(buf, "null"...)
-		}
-		return strconv.AppendBool(buf, *x)
-	case struct{}:
-		return append(buf, "{}"...)
-	case map[string]any:
-		if len(x) == 0 {
-			return append(buf, "{}"...)
-		}
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Only values decoded from JSON are stored, so they encode.
-		return append(buf, "null"...)
-	}
-	return append(buf, b...)
-}
-
-func appendString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s)
-			return append(buf, b...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
-}
-
-// IsObject reports whether the field holds a JSON object.
-func (f Field) IsObject() bool {
-	if f.get == nil {
-		return false
-	}
-	_, ok := f.get(&Node{}, &View{}).(struct{})
-	return ok
 }
 
 // CopyNodeFields sets dst's fields named (by API name) in names to src's
