@@ -5,6 +5,8 @@
 # --nodes 2000) and stops everything on exit. Builds nothing: run
 # `make build` (go build -o bin/ ./coordinator ./e2e/load) first.
 # Results go to stdout, progress to stderr. Figures: docs/benchmarks.md.
+# INGOT_BENCH_COORDINATOR=path measures another coordinator binary (a
+# baseline built from an older commit) with the same load tool.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,7 +63,7 @@ trap 'exit 143' TERM
 
 # --redis-url= and --auth-strategy are explicit so that INGOT_* variables in
 # the environment cannot point the coordinator elsewhere.
-"$bin/coordinator" --listen "127.0.0.1:$port" --data-dir "$tmp/data" --redis-url= \
+"${INGOT_BENCH_COORDINATOR:-$bin/coordinator}" --listen "127.0.0.1:$port" --data-dir "$tmp/data" --redis-url= \
 	--auth-strategy noauth --log-level warn 2>"$tmp/coordinator.log" &
 coord_pid=$!
 
