@@ -52,11 +52,11 @@ func hardware(name string, mod func(*driver.Hardware)) *driver.Hardware {
 func testDrivers() []*driver.Hardware {
 	return []*driver.Hardware{
 		fake.New(),
-		hardware("waits", func(h *driver.Hardware) { h.Deploy = scripted{result: driver.Wait} }),
+		hardware("waits", func(h *driver.Hardware) { h.Deploy = map[string]driver.Deploy{"fake": scripted{result: driver.Wait}} }),
 		hardware("fails", func(h *driver.Hardware) {
-			h.Deploy = scripted{err: errors.New("image checksum mismatch: got 3a7b, want 9f00")}
+			h.Deploy = map[string]driver.Deploy{"fake": scripted{err: errors.New("image checksum mismatch: got 3a7b, want 9f00")}}
 		}),
-		hardware("stuck-on", func(h *driver.Hardware) { h.Power = stuckPower{} }),
+		hardware("stuck-on", func(h *driver.Hardware) { h.Power = map[string]driver.Power{"fake": stuckPower{}} }),
 	}
 }
 

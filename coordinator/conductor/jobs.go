@@ -49,6 +49,10 @@ type work struct {
 	hw   *driver.Hardware
 }
 
+// ifs returns the interfaces the node has chosen now (a step may run
+// after the node changed).
+func (w *work) ifs() driver.Interfaces { return w.hw.For(w.node) }
+
 // withLock runs fn holding the node's reservation, renewing it (and the
 // job's claim) while fn runs. Locks held by API calls are short, so a
 // locked node is retried for a few seconds before the job is left for the
@@ -102,10 +106,11 @@ func (c *Conductor) steps(state sm.State) (step, bool) {
 	switch state {
 	case sm.Verifying, sm.Adopting:
 		return func(ctx context.Context, w *work) (driver.Result, error) {
-			if w.hw.Power == nil {
+			power := w.ifs().Power
+			if power == nil {
 				return driver.Done, nil
 			}
-			ps, err := w.hw.Power.PowerState(ctx, w.node)
+			ps, err := power.PowerState(ctx, w.node)
 			if err != nil {
 				return 0, fmt.Errorf("failed to get power state for node %s: %w", w.node.UUID, err)
 			}
@@ -114,14 +119,19 @@ func (c *Conductor) steps(state sm.State) (step, bool) {
 		}, true
 	case sm.Inspecting:
 		return func(ctx context.Context, w *work) (driver.Result, error) {
-			if w.hw.Inspect == nil {
+			inspect := w.ifs().Inspect
+			if inspect == nil {
 				return 0, fmt.Errorf("inspect: %w", driver.ErrUnsupported)
 			}
-			return w.hw.Inspect.Inspect(ctx, w.node)
+			return inspect.Inspect(ctx, w.node)
 		}, true
 	case sm.Cleaning:
 		return func(ctx context.Context, w *work) (driver.Result, error) {
-			return w.hw.Deploy.Clean(ctx, w.node, w.node.TargetProvisionState == string(sm.Manageable))
+			deploy := w.ifs().Deploy
+			if deploy == nil {
+				return 0, fmt.Errorf("clean: %w", driver.ErrUnsupported)
+			}
+			return deploy.Clean(ctx, w.node, w.node.TargetProvisionState == string(sm.Manageable))
 		}, true
 	case sm.Deploying:
 		return func(ctx context.Context, w *work) (driver.Result, error) {
@@ -136,11 +146,19 @@ func (c *Conductor) steps(state sm.State) (step, bool) {
 			}
 			n.DriverInternalInfo = setInternal(n.DriverInternalInfo, "is_whole_disk_image", true)
 			n.DriverInternalInfo["deploy_steps"] = nil
-			return w.hw.Deploy.Deploy(ctx, w.node)
+			deploy := w.ifs().Deploy
+			if deploy == nil {
+				return 0, fmt.Errorf("deploy: %w", driver.ErrUnsupported)
+			}
+			return deploy.Deploy(ctx, w.node)
 		}, true
 	case sm.Deleting:
 		return func(ctx context.Context, w *work) (driver.Result, error) {
-			return w.hw.Deploy.TearDown(ctx, w.node)
+			deploy := w.ifs().Deploy
+			if deploy == nil {
+				return 0, fmt.Errorf("tear down: %w", driver.ErrUnsupported)
+			}
+			return deploy.TearDown(ctx, w.node)
 		}, true
 	}
 	return nil, false
@@ -216,12 +234,12 @@ func (c *Conductor) power(ctx context.Context, w *work) error {
 		timeout = time.Duration(s) * time.Second
 	}
 	var opErr error
-	if w.hw.Power == nil {
+	if power := w.ifs().Power; power == nil {
 		opErr = driver.ErrUnsupported
 	} else {
-		opErr = w.hw.Power.SetPowerState(ctx, w.node, target, timeout)
+		opErr = power.SetPowerState(ctx, w.node, target, timeout)
 		if opErr == nil {
-			w.node.PowerState, opErr = w.hw.Power.PowerState(ctx, w.node)
+			w.node.PowerState, opErr = power.PowerState(ctx, w.node)
 		}
 	}
 	if opErr != nil && ctx.Err() != nil {

@@ -68,12 +68,13 @@ func (c *Conductor) syncOne(ctx context.Context, id string) error {
 		return nil
 	}
 	hw, err := c.hardware(n)
-	if err != nil || hw.Power == nil {
+	power := hw.For(n).Power
+	if err != nil || power == nil {
 		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, c.cfg.PowerTimeout)
 	defer cancel()
-	actual, err := hw.Power.PowerState(pctx, n)
+	actual, err := power.PowerState(pctx, n)
 	if err != nil {
 		return fmt.Errorf("read power state: %w", err)
 	}

@@ -69,11 +69,12 @@ func (c *Conductor) locked(ctx context.Context, ident string, fn func(*api.Node,
 func (c *Conductor) BootDevice(ctx context.Context, ident string) (driver.BootDevice, error) {
 	var d driver.BootDevice
 	err := c.locked(ctx, ident, func(n *api.Node, hw *driver.Hardware) error {
-		if hw.Management == nil {
+		mgmt := hw.For(n).Management
+		if mgmt == nil {
 			return driver.ErrUnsupported
 		}
 		var err error
-		d, err = hw.Management.BootDevice(ctx, n)
+		d, err = mgmt.BootDevice(ctx, n)
 		return err
 	})
 	return d, err
@@ -82,13 +83,14 @@ func (c *Conductor) BootDevice(ctx context.Context, ident string) (driver.BootDe
 // SetBootDevice sets a node's boot device.
 func (c *Conductor) SetBootDevice(ctx context.Context, ident string, d driver.BootDevice) error {
 	return c.locked(ctx, ident, func(n *api.Node, hw *driver.Hardware) error {
-		if hw.Management == nil {
+		mgmt := hw.For(n).Management
+		if mgmt == nil {
 			return driver.ErrUnsupported
 		}
-		if !slices.Contains(hw.Management.SupportedBootDevices(n), d.Device) {
+		if !slices.Contains(mgmt.SupportedBootDevices(n), d.Device) {
 			return &ErrInvalid{Msg: fmt.Sprintf("Invalid boot device %s specified.", d.Device)}
 		}
-		return hw.Management.SetBootDevice(ctx, n, d)
+		return mgmt.SetBootDevice(ctx, n, d)
 	})
 }
 
@@ -102,10 +104,11 @@ func (c *Conductor) SupportedBootDevices(ctx context.Context, ident string) ([]s
 	if err != nil {
 		return nil, err
 	}
-	if hw.Management == nil {
+	mgmt := hw.For(n).Management
+	if mgmt == nil {
 		return nil, nil
 	}
-	return hw.Management.SupportedBootDevices(n), nil
+	return mgmt.SupportedBootDevices(n), nil
 }
 
 // Validation is one interface's line of GET /v1/nodes/{id}/validate.
@@ -124,6 +127,7 @@ func (c *Conductor) Validate(ctx context.Context, ident string) (map[string]Vali
 	if err != nil {
 		return nil, err
 	}
+	ifs := hw.For(n)
 	check := func(impl any) Validation {
 		if impl == nil {
 			return Validation{Result: false, Reason: "not supported"}
@@ -136,11 +140,11 @@ func (c *Conductor) Validate(ctx context.Context, ident string) (map[string]Vali
 		return Validation{Result: true}
 	}
 	out := map[string]Validation{
-		"power":      check(hw.Power),
-		"management": check(hw.Management),
-		"deploy":     check(hw.Deploy),
-		"inspect":    check(hw.Inspect),
-		"boot":       check(hw.Deploy),
+		"power":      check(ifs.Power),
+		"management": check(ifs.Management),
+		"deploy":     check(ifs.Deploy),
+		"inspect":    check(ifs.Inspect),
+		"boot":       check(ifs.Deploy),
 		"network":    {Result: true},
 		"storage":    {Result: true},
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -74,21 +75,63 @@ type Validator interface {
 	Validate(n *api.Node) error
 }
 
-// Hardware is a hardware type: a named set of interface implementations.
-type Hardware struct {
-	Name string
-	// Interfaces are the default interface names a new node of this type
-	// gets (power_interface: "ipmitool", ...). Every *_interface field is
-	// listed; a value outside Enabled for its field is refused.
-	Interfaces map[string]string
-	Enabled    map[string][]string
-	// Properties documents the driver_info keys the type understands.
-	Properties map[string]string
-
+// Interfaces are the implementations one node uses, picked by its
+// *_interface fields. A nil member means the node's choice offers nothing
+// (a "no-..." interface).
+type Interfaces struct {
 	Power      Power
 	Management Management
 	Deploy     Deploy
 	Inspect    Inspect
+}
+
+// Hardware is a hardware type: for each kind of interface, the
+// implementations a node of this type may choose by name, and the default
+// choice, as Ironic composes hardware types from interfaces.
+type Hardware struct {
+	Name string
+	// Defaults are the interface names a new node of this type gets, for
+	// every *_interface field.
+	Defaults map[string]string
+	// Others lists the names allowed for interface fields Ingot has no
+	// implementations for (bios, console, raid, ...).
+	Others map[string][]string
+	// Properties documents the driver_info keys the type understands.
+	Properties map[string]string
+
+	Power      map[string]Power
+	Management map[string]Management
+	Deploy     map[string]Deploy
+	Inspect    map[string]Inspect
+}
+
+// For returns the implementations node n has chosen.
+func (h *Hardware) For(n *api.Node) Interfaces {
+	return Interfaces{
+		Power:      h.Power[n.PowerInterface],
+		Management: h.Management[n.ManagementInterface],
+		Deploy:     h.Deploy[n.DeployInterface],
+		Inspect:    h.Inspect[n.InspectInterface],
+	}
+}
+
+// enabled lists the names allowed for an interface field.
+func (h *Hardware) enabled(field string) []string {
+	var names []string
+	add := func(keys []string) { names = append(names, keys...) }
+	switch field {
+	case "power_interface":
+		add(slices.Collect(maps.Keys(h.Power)))
+	case "management_interface":
+		add(slices.Collect(maps.Keys(h.Management)))
+	case "deploy_interface":
+		add(slices.Collect(maps.Keys(h.Deploy)))
+	case "inspect_interface":
+		add(slices.Collect(maps.Keys(h.Inspect)))
+	}
+	add(h.Others[field])
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // ErrUnsupported is returned for an operation a hardware type lacks.
@@ -126,7 +169,7 @@ func (r *Registry) Names() []string {
 func (h *Hardware) ApplyDefaults(n *api.Node) {
 	for field, p := range n.Interfaces() {
 		if *p == "" {
-			*p = h.Interfaces[field]
+			*p = h.Defaults[field]
 		}
 	}
 }
@@ -146,8 +189,8 @@ func (e *ErrBadInterface) Error() string {
 // CheckInterfaces refuses interface values the type does not offer.
 func (h *Hardware) CheckInterfaces(n *api.Node) error {
 	for field, p := range n.Interfaces() {
-		if !slices.Contains(h.Enabled[field], *p) {
-			return &ErrBadInterface{Field: field, Value: *p, Valid: h.Enabled[field]}
+		if valid := h.enabled(field); !slices.Contains(valid, *p) {
+			return &ErrBadInterface{Field: field, Value: *p, Valid: valid}
 		}
 	}
 	return nil

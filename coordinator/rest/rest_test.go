@@ -444,3 +444,23 @@ func TestUnroutedInIronicFormat(t *testing.T) {
 		t.Errorf("405: %q, Allow %q", f, r.hdr.Get("Allow"))
 	}
 }
+
+// A node's *_interface fields pick its implementations: an unknown name is
+// refused, and a "no-..." choice makes the operation fail cleanly.
+func TestInterfaceChoice(t *testing.T) {
+	env := coordinatortest.Start(t, coordinatortest.Options{})
+	c := newClient(t, env)
+	id := c.createNode("choosy")
+	r := c.must(400, "PATCH", "/v1/nodes/"+id, []any{map[string]any{"op": "replace", "path": "/deploy_interface", "value": "warp"}})
+	if f := r.fault(t); !strings.Contains(f, "Valid interfaces are [fake no-deploy]") {
+		t.Errorf("faultstring %q", f)
+	}
+	c.must(200, "PATCH", "/v1/nodes/"+id, []any{map[string]any{"op": "replace", "path": "/deploy_interface", "value": "no-deploy"}})
+	c.provision(id, "manage")
+	c.waitState(id, "manageable")
+	c.provision(id, "provide") // cleaning needs the deploy interface too
+	st := c.waitState(id, "clean failed")
+	if !strings.Contains(st["last_error"].(string), "not supported") {
+		t.Errorf("last_error %v", st["last_error"])
+	}
+}

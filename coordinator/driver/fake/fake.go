@@ -21,23 +21,23 @@ const bootKey = "fake_boot_device"
 
 // New returns the fake-hardware type.
 func New() *driver.Hardware {
-	ifaces := map[string]string{}
-	enabled := map[string][]string{}
+	defaults := map[string]string{}
+	others := map[string][]string{}
 	for _, f := range []string{"bios", "boot", "console", "deploy", "inspect", "management", "power", "raid", "rescue", "vendor"} {
-		ifaces[f+"_interface"] = "fake"
-		enabled[f+"_interface"] = []string{"fake", "no-" + f}
+		defaults[f+"_interface"] = "fake"
+		others[f+"_interface"] = []string{"fake", "no-" + f}
 	}
-	ifaces["network_interface"], enabled["network_interface"] = "noop", []string{"noop"}
-	ifaces["storage_interface"], enabled["storage_interface"] = "noop", []string{"noop"}
+	defaults["network_interface"], others["network_interface"] = "noop", []string{"noop"}
+	defaults["storage_interface"], others["storage_interface"] = "noop", []string{"noop"}
 	return &driver.Hardware{
 		Name:       Name,
-		Interfaces: ifaces,
-		Enabled:    enabled,
+		Defaults:   defaults,
+		Others:     others,
 		Properties: map[string]string{},
-		Power:      Power{},
-		Management: Management{},
-		Deploy:     Deploy{},
-		Inspect:    Inspect{},
+		Power:      map[string]driver.Power{"fake": Power{}},
+		Management: map[string]driver.Management{"fake": Management{}},
+		Deploy:     map[string]driver.Deploy{"fake": Deploy{}},
+		Inspect:    map[string]driver.Inspect{"fake": Inspect{}},
 	}
 }
 
