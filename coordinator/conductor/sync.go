@@ -30,6 +30,16 @@ func (c *Conductor) hardware(n *api.Node) (*driver.Hardware, error) {
 	return hw, nil
 }
 
+// view returns a node, read only, with its hardware type.
+func (c *Conductor) view(ctx context.Context, ident string) (*api.Node, *driver.Hardware, error) {
+	n, _, err := c.store.ViewNode(ctx, ident)
+	if err != nil {
+		return nil, nil, err
+	}
+	hw, err := c.hardware(n)
+	return n, hw, err
+}
+
 // locked runs fn on node ident holding its reservation, then stores what
 // fn changed in driver_internal_info. For quick BMC calls the API makes
 // synchronously, as Ironic does for boot devices.
@@ -96,11 +106,7 @@ func (c *Conductor) SetBootDevice(ctx context.Context, ident string, d driver.Bo
 
 // SupportedBootDevices lists the boot devices a node's hardware offers.
 func (c *Conductor) SupportedBootDevices(ctx context.Context, ident string) ([]string, error) {
-	n, _, err := c.store.ViewNode(ctx, ident)
-	if err != nil {
-		return nil, err
-	}
-	hw, err := c.hardware(n)
+	n, hw, err := c.view(ctx, ident)
 	if err != nil {
 		return nil, err
 	}
@@ -119,11 +125,7 @@ type Validation struct {
 
 // Validate checks a node's configuration for each of its interfaces.
 func (c *Conductor) Validate(ctx context.Context, ident string) (map[string]Validation, error) {
-	n, _, err := c.store.ViewNode(ctx, ident)
-	if err != nil {
-		return nil, err
-	}
-	hw, err := c.hardware(n)
+	n, hw, err := c.view(ctx, ident)
 	if err != nil {
 		return nil, err
 	}

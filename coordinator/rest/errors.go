@@ -34,6 +34,10 @@ func badRequest(format string, args ...any) error {
 // WSME layer emits it, because clients parse that inner string.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, msg := classify(err)
+	var locked *store.ErrLocked
+	if errors.As(err, &locked) {
+		s.metrics.LockContention.WithLabelValues("api").Inc()
+	}
 	fault := "Client"
 	if code >= 500 {
 		fault = "Server"

@@ -466,23 +466,10 @@ func (s *Server) applyNodePatch(n *api.Node, p jsonpatch.Patch, v api.Version) (
 }
 
 func (s *Server) patchNode(w http.ResponseWriter, r *http.Request) error {
-	var raw json.RawMessage
-	if err := decodeBody(r, &raw); err != nil {
-		return err
-	}
-	p, err := jsonpatch.Decode(raw)
-	if err != nil {
-		return badRequest("Invalid patch: %v", err)
-	}
 	v := version(r)
-	for _, op := range append(slices.Clone(p), fromOps(p)...) {
-		tokens, err := jsonpatch.SplitPath(op.Path)
-		if err != nil || len(tokens) == 0 {
-			return badRequest("Invalid patch path %q", op.Path)
-		}
-		if f, ok := api.NodeField(tokens[0]); !ok || !f.Patch || !v.AtLeast(f.Since) {
-			return badRequest("Cannot patch %s. Only the following can be updated: %s", op.Path, strings.Join(api.PatchableNodeFields(v), ", "))
-		}
+	p, err := decodePatch(r, api.PatchableNodeFields(v))
+	if err != nil {
+		return err
 	}
 	cur, _, err := s.loadNode(r)
 	if err != nil {
@@ -508,15 +495,30 @@ func (s *Server) patchNode(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// fromOps are move/copy sources, which must be patchable too.
-func fromOps(p jsonpatch.Patch) []jsonpatch.Operation {
-	var out []jsonpatch.Operation
+// decodePatch reads a JSON Patch whose every path (and move/copy source)
+// starts with one of the allowed fields.
+func decodePatch(r *http.Request, allowed []string) (jsonpatch.Patch, error) {
+	var raw json.RawMessage
+	if err := decodeBody(r, &raw); err != nil {
+		return nil, err
+	}
+	p, err := jsonpatch.Decode(raw)
+	if err != nil {
+		return nil, badRequest("Invalid patch: %v", err)
+	}
 	for _, op := range p {
+		paths := []string{op.Path}
 		if op.From != "" {
-			out = append(out, jsonpatch.Operation{Op: op.Op, Path: op.From})
+			paths = append(paths, op.From)
+		}
+		for _, path := range paths {
+			tokens, err := jsonpatch.SplitPath(path)
+			if err != nil || len(tokens) == 0 || !slices.Contains(allowed, tokens[0]) {
+				return nil, badRequest("Cannot patch %s. Only the following can be updated: %s", path, strings.Join(allowed, ", "))
+			}
 		}
 	}
-	return out
+	return p, nil
 }
 
 func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) error {

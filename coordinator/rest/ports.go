@@ -4,13 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/ingot/ingot/coordinator/jsonpatch"
 	"github.com/ingot/ingot/coordinator/store"
 	"github.com/ingot/ingot/pkg/api"
 )
@@ -203,21 +201,11 @@ func (s *Server) portList(w http.ResponseWriter, r *http.Request, node string, d
 }
 
 func (s *Server) patchPort(w http.ResponseWriter, r *http.Request) error {
-	var raw json.RawMessage
-	if err := decodeBody(r, &raw); err != nil {
-		return err
-	}
-	p, err := jsonpatch.Decode(raw)
-	if err != nil {
-		return badRequest("Invalid patch: %v", err)
-	}
 	v := version(r)
 	allowed := api.PatchablePortFields(v)
-	for _, op := range p {
-		tokens, err := jsonpatch.SplitPath(op.Path)
-		if err != nil || len(tokens) == 0 || !slices.Contains(allowed, tokens[0]) {
-			return badRequest("Cannot patch %s. Only the following can be updated: %s", op.Path, strings.Join(allowed, ", "))
-		}
+	p, err := decodePatch(r, allowed)
+	if err != nil {
+		return err
 	}
 	id := r.PathValue("port")
 	port, err := s.store.UpdatePort(r.Context(), id, func(cur *api.Port) error {

@@ -129,16 +129,11 @@ func (s *Server) setProvision(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	})
 	if err != nil {
-		var locked *store.ErrLocked
-		if errors.As(err, &locked) {
-			s.metrics.LockContention.WithLabelValues("api").Inc()
-		}
 		return err
 	}
 	s.metrics.Transitions.WithLabelValues(string(ev)).Inc()
 	s.logFor(r).Info("provision verb accepted", "node", n.UUID, "verb", req.Target, "provision_state", n.ProvisionState)
-	w.Header().Set("Location", s.baseURL(r)+"/v1/nodes/"+n.UUID+"/states")
-	w.WriteHeader(http.StatusAccepted)
+	s.accepted(w, r, n.UUID)
 	return nil
 }
 
@@ -231,15 +226,10 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	})
 	if err != nil {
-		var locked *store.ErrLocked
-		if errors.As(err, &locked) {
-			s.metrics.LockContention.WithLabelValues("api").Inc()
-		}
 		return err
 	}
 	s.logFor(r).Info("power change accepted", "node", cur.UUID, "target", req.Target)
-	w.Header().Set("Location", s.baseURL(r)+"/v1/nodes/"+cur.UUID+"/states")
-	w.WriteHeader(http.StatusAccepted)
+	s.accepted(w, r, cur.UUID)
 	return nil
 }
 
@@ -375,4 +365,10 @@ func nilIfEmpty(s string) any {
 		return nil
 	}
 	return s
+}
+
+// accepted answers 202 with the states URL to watch, as Ironic does.
+func (s *Server) accepted(w http.ResponseWriter, r *http.Request, node string) {
+	w.Header().Set("Location", s.baseURL(r)+"/v1/nodes/"+node+"/states")
+	w.WriteHeader(http.StatusAccepted)
 }
