@@ -4,6 +4,9 @@
 GO            ?= go
 BIN           := bin
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.11
+PROTOC_GEN_GO_GRPC := google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+TOOLS         := $(CURDIR)/$(BIN)/tools
 DEMO_DIR      := .demo
 
 .PHONY: all build test test-short bench lint proto initramfs e2e demo demo-down setup setup-demo clean
@@ -40,8 +43,16 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-proto initramfs e2e:
-	@echo "make $@: not built yet: the agent, its gRPC protocol and the QEMU end-to-end harness are issues #5 and #6." >&2; exit 1
+# Regenerates the agent <-> coordinator gRPC code (committed) with pinned
+# generators and Debian's protoc.
+proto:
+	@scripts/setup.sh proto
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
+	PATH=$(TOOLS):$$PATH protoc --go_out=. --go_opt=module=github.com/ingot/ingot \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/ingot/ingot proto/agent.proto
+
+initramfs e2e:
+	@echo "make $@: not built yet: the agent ramdisk and the QEMU end-to-end harness are issues #5 and #6." >&2; exit 1
 
 # Until the end-to-end issue lands, the demo drives one fake-hardware node
 # through its whole lifecycle with the baremetal CLI and leaves the

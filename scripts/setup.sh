@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Ingot's build, tests and demo need.
 # Idempotent: packages already present are skipped, and apt runs only when
-# something is missing. Usage: scripts/setup.sh [test|demo|all]
+# something is missing. Usage: scripts/setup.sh [test|demo|proto|all]
 set -euo pipefail
 
 profile=${1:-test}
@@ -10,8 +10,9 @@ pkgs_demo=(redis-server python3-ironicclient qemu-system-x86 qemu-utils ipxe ipx
 
 case "$profile" in
 test) want=("${pkgs_test[@]}") ;;
+proto) want=(protobuf-compiler) ;;
 demo|all) want=("${pkgs_demo[@]}") ;;
-*) echo "usage: $0 [test|demo|all]" >&2; exit 2 ;;
+*) echo "usage: $0 [test|demo|proto|all]" >&2; exit 2 ;;
 esac
 
 missing=()
