@@ -47,7 +47,8 @@ lint:
 # generators and Debian's protoc.
 proto:
 	@scripts/setup.sh proto
-	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(TOOLS) $(GO) install $(PROTOC_GEN_GO_GRPC)
 	PATH=$(TOOLS):$$PATH protoc --go_out=. --go_opt=module=github.com/ingot/ingot \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/ingot/ingot proto/agent.proto
 
