@@ -25,6 +25,7 @@ import (
 	"github.com/ingot/ingot/coordinator/conductor"
 	"github.com/ingot/ingot/coordinator/driver"
 	"github.com/ingot/ingot/coordinator/driver/fake"
+	"github.com/ingot/ingot/coordinator/driver/ipmi"
 	"github.com/ingot/ingot/coordinator/metrics"
 	"github.com/ingot/ingot/coordinator/redisproc"
 	"github.com/ingot/ingot/coordinator/rest"
@@ -42,6 +43,8 @@ type options struct {
 	powerTimeout, powerSync        time.Duration
 	deployWait, cleanWait          time.Duration
 	inspectWait, busyTimeout       time.Duration
+	ipmiTimeout                    time.Duration
+	ipmiRetries                    int
 }
 
 func defaultDataDir() string {
@@ -77,6 +80,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.cleanWait, "clean-callback-timeout", 30*time.Minute, "time a node may wait in 'clean wait' (0: forever)")
 	fs.DurationVar(&o.inspectWait, "inspect-wait-timeout", 30*time.Minute, "time a node may wait in 'inspect wait' (0: forever)")
 	fs.DurationVar(&o.busyTimeout, "busy-timeout", time.Hour, "time a node may sit in a busy state with no worker on it")
+	fs.DurationVar(&o.ipmiTimeout, "ipmi-command-timeout", ipmi.DefaultCommandTimeout, "time one IPMI command may take, resends included")
+	fs.IntVar(&o.ipmiRetries, "ipmi-retries", ipmi.DefaultRetries, "further attempts of an IPMI command whose transport failed (0: the default, -1: none)")
 	flagenv.Usage(fs, "INGOT")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -148,7 +153,10 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg, st)
-	drivers := driver.NewRegistry(fake.New())
+	ipmiDriver := ipmi.NewDriver(ipmi.Config{CommandTimeout: o.ipmiTimeout, Retries: o.ipmiRetries, Logger: log.With("driver", ipmi.Name)})
+	// Runs after the conductor has stopped: logs out of the BMCs.
+	defer ipmiDriver.Close(context.Background())
+	drivers := driver.NewRegistry(fake.New(), ipmiDriver.Hardware())
 
 	cond := conductor.New(conductor.Config{
 		Host: o.host, Group: o.group, Workers: o.workers, PowerTimeout: o.powerTimeout,

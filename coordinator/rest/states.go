@@ -242,6 +242,11 @@ func (s *Server) getBootDevice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if d.Device == "" {
+		// The BMC reports no override: Ironic shows both as null.
+		writeJSON(w, http.StatusOK, map[string]any{"boot_device": nil, "persistent": nil})
+		return nil
+	}
 	writeJSON(w, http.StatusOK, d)
 	return nil
 }
