@@ -2,10 +2,7 @@ package rest_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -16,124 +13,12 @@ import (
 	"github.com/ingot/ingot/pkg/api"
 )
 
-// client is a tiny Ironic API client for tests.
-type client struct {
-	t       *testing.T
-	base    string
-	version string
-}
-
-type response struct {
-	code int
-	hdr  http.Header
-	body []byte
-}
-
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("body %q: %v", r.body, err)
-	}
-	return m
-}
-
-// fault returns the faultstring of an Ironic error body.
-func (r response) fault(t *testing.T) string {
-	t.Helper()
-	var outer struct {
-		ErrorMessage string `json:"error_message"`
-	}
-	if err := json.Unmarshal(r.body, &outer); err != nil || outer.ErrorMessage == "" {
-		t.Fatalf("not an Ironic error body: %s", r.body)
-	}
-	var inner struct {
-		Faultstring string `json:"faultstring"`
-		Faultcode   string `json:"faultcode"`
-	}
-	if err := json.Unmarshal([]byte(outer.ErrorMessage), &inner); err != nil {
-		t.Fatalf("error_message is not JSON: %q", outer.ErrorMessage)
-	}
-	return inner.Faultstring
-}
-
-func (c *client) do(method, path string, body any) response {
-	c.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, _ := json.Marshal(b)
-		rd = strings.NewReader(string(raw))
-	}
-	req, err := http.NewRequest(method, c.base+path, rd)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if c.version != "" {
-		req.Header.Set("X-OpenStack-Ironic-API-Version", c.version)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{code: resp.StatusCode, hdr: resp.Header, body: b}
-}
-
-func (c *client) must(code int, method, path string, body any) response {
-	c.t.Helper()
-	r := c.do(method, path, body)
-	if r.code != code {
-		c.t.Fatalf("%s %s: %d %s, want %d", method, path, r.code, r.body, code)
-	}
-	return r
-}
-
-func newClient(t *testing.T, env *coordinatortest.Env) *client {
-	return &client{t: t, base: env.URL, version: "1.82"}
-}
-
-func (c *client) createNode(name string) string {
-	c.t.Helper()
-	body := map[string]any{"driver": "fake-hardware"}
-	if name != "" {
-		body["name"] = name
-	}
-	return c.must(201, "POST", "/v1/nodes", body).json(c.t)["uuid"].(string)
-}
-
-// waitState polls until the node reaches state (and no target), or fails.
-func (c *client) waitState(id, state string) map[string]any {
-	c.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	var st map[string]any
-	for time.Now().Before(deadline) {
-		st = c.must(200, "GET", "/v1/nodes/"+id+"/states", nil).json(c.t)
-		if st["provision_state"] == state && st["target_provision_state"] == nil {
-			return st
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	c.t.Fatalf("node %s: states %v, want %q", id, st, state)
-	return nil
-}
-
-func (c *client) provision(id, target string) {
-	c.t.Helper()
-	c.must(202, "PUT", "/v1/nodes/"+id+"/states/provision", map[string]any{"target": target})
-}
-
 func TestBadInputChangesNothing(t *testing.T) {
 	env := coordinatortest.Start(t, coordinatortest.Options{})
-	c := newClient(t, env)
-	id := c.createNode("keep-me")
-	c.must(201, "POST", "/v1/ports", map[string]any{"node_uuid": id, "address": "52:54:00:00:00:01"})
-	before := c.must(200, "GET", "/v1/nodes/"+id, nil).body
+	c := coordinatortest.NewClient(t, env)
+	id := c.CreateNode(map[string]any{"name": "keep-me"})
+	c.Must(201, "POST", "/v1/ports", map[string]any{"node_uuid": id, "address": "52:54:00:00:00:01"})
+	before := c.Must(200, "GET", "/v1/nodes/"+id, nil).Body
 
 	tests := []struct {
 		name, method, path string
@@ -184,30 +69,30 @@ func TestBadInputChangesNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cc := *c
-			cc.t = t
+			cc.T = t
 			if tt.version != "" {
-				cc.version = tt.version
+				cc.Version = tt.version
 			}
-			r := cc.do(tt.method, tt.path, tt.body)
-			if r.code != tt.code {
-				t.Fatalf("status %d %s, want %d", r.code, r.body, tt.code)
+			r := cc.Do(tt.method, tt.path, tt.body)
+			if r.Code != tt.code {
+				t.Fatalf("status %d %s, want %d", r.Code, r.Body, tt.code)
 			}
 			if tt.fault != "" {
-				if f := r.fault(t); !strings.Contains(f, tt.fault) {
+				if f := r.Fault(t); !strings.Contains(f, tt.fault) {
 					t.Errorf("faultstring %q, want it to contain %q", f, tt.fault)
 				}
 			}
 		})
 	}
-	after := c.must(200, "GET", "/v1/nodes/"+id, nil).body
+	after := c.Must(200, "GET", "/v1/nodes/"+id, nil).Body
 	if string(before) != string(after) {
 		t.Errorf("rejected requests changed the node:\nbefore %s\nafter  %s", before, after)
 	}
-	list := c.must(200, "GET", "/v1/nodes", nil).json(t)["nodes"].([]any)
+	list := c.Must(200, "GET", "/v1/nodes", nil).JSON(t)["nodes"].([]any)
 	if len(list) != 1 {
 		t.Errorf("%d nodes after rejected creates, want 1", len(list))
 	}
-	ports := c.must(200, "GET", "/v1/ports", nil).json(t)["ports"].([]any)
+	ports := c.Must(200, "GET", "/v1/ports", nil).JSON(t)["ports"].([]any)
 	if len(ports) != 1 {
 		t.Errorf("%d ports after rejected creates, want 1", len(ports))
 	}
@@ -217,8 +102,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 // exactly one job is queued.
 func TestRacingVerbsOneWins(t *testing.T) {
 	env := coordinatortest.Start(t, coordinatortest.Options{NoConductor: true})
-	c := newClient(t, env)
-	id := c.createNode("")
+	c := coordinatortest.NewClient(t, env)
+	id := c.CreateNode(nil)
 	// Move it to available behind the API's back: no conductor runs.
 	_, err := env.Store.UpdateNode(context.Background(), id, "", func(n *api.Node, _ *store.Effects) error {
 		n.ProvisionState = "available"
@@ -234,7 +119,7 @@ func TestRacingVerbsOneWins(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes <- c.do("PUT", "/v1/nodes/"+id+"/states/provision", map[string]any{"target": "active"}).code
+			codes <- c.Do("PUT", "/v1/nodes/"+id+"/states/provision", map[string]any{"target": "active"}).Code
 		}()
 	}
 	wg.Wait()
@@ -259,7 +144,7 @@ func TestRacingVerbsOneWins(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d jobs queued, want 1", n)
 	}
-	st := c.must(200, "GET", "/v1/nodes/"+id+"/states", nil).json(t)
+	st := c.Must(200, "GET", "/v1/nodes/"+id+"/states", nil).JSON(t)
 	if st["provision_state"] != "deploying" || st["target_provision_state"] != "active" {
 		t.Errorf("states %v", st)
 	}
@@ -267,8 +152,8 @@ func TestRacingVerbsOneWins(t *testing.T) {
 
 func TestLockedNodeConflicts(t *testing.T) {
 	env := coordinatortest.Start(t, coordinatortest.Options{})
-	c := newClient(t, env)
-	id := c.createNode("locked")
+	c := coordinatortest.NewClient(t, env)
+	id := c.CreateNode(map[string]any{"name": "locked"})
 	lock, err := env.Store.Lock(context.Background(), id, store.NewOwner("other-host"), time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -283,40 +168,40 @@ func TestLockedNodeConflicts(t *testing.T) {
 		{"DELETE", "/v1/nodes/" + id, nil},
 		{"PUT", "/v1/nodes/" + id + "/management/boot_device", map[string]any{"boot_device": "pxe"}},
 	} {
-		r := c.do(req.method, req.path, req.body)
-		if r.code != 409 {
-			t.Errorf("%s %s: %d %s, want 409", req.method, req.path, r.code, r.body)
+		r := c.Do(req.method, req.path, req.body)
+		if r.Code != 409 {
+			t.Errorf("%s %s: %d %s, want 409", req.method, req.path, r.Code, r.Body)
 			continue
 		}
-		if f := r.fault(t); !strings.Contains(f, "locked by host other-host") {
+		if f := r.Fault(t); !strings.Contains(f, "locked by host other-host") {
 			t.Errorf("%s %s: %q does not name the holder", req.method, req.path, f)
 		}
 	}
-	node := c.must(200, "GET", "/v1/nodes/"+id, nil).json(t)
+	node := c.Must(200, "GET", "/v1/nodes/"+id, nil).JSON(t)
 	if node["reservation"] != "other-host" {
 		t.Errorf("reservation = %v, want other-host", node["reservation"])
 	}
 	// Maintenance is how an operator stops Ingot: it works on a locked node.
-	c.must(202, "PUT", "/v1/nodes/"+id+"/maintenance", map[string]any{"reason": "broken fan"})
+	c.Must(202, "PUT", "/v1/nodes/"+id+"/maintenance", map[string]any{"reason": "broken fan"})
 	lock.Release(context.Background())
-	c.provision(id, "manage")
-	c.waitState(id, "manageable")
+	c.Provision(id, "manage")
+	c.WaitState(id, "manageable")
 }
 
 func TestListPaginationFiltersSorting(t *testing.T) {
 	env := coordinatortest.Start(t, coordinatortest.Options{})
-	c := newClient(t, env)
+	c := coordinatortest.NewClient(t, env)
 	var ids []string
 	for i := range 7 {
-		ids = append(ids, c.createNode(fmt.Sprintf("n%d", i)))
+		ids = append(ids, c.CreateNode(map[string]any{"name": fmt.Sprintf("n%d", i)}))
 	}
-	c.must(200, "PATCH", "/v1/nodes/"+ids[2], []any{
+	c.Must(200, "PATCH", "/v1/nodes/"+ids[2], []any{
 		map[string]any{"op": "add", "path": "/instance_uuid", "value": "11111111-2222-3333-4444-555555555555"},
 		map[string]any{"op": "replace", "path": "/resource_class", "value": "gold"},
 	})
-	c.must(202, "PUT", "/v1/nodes/"+ids[3]+"/maintenance", nil)
-	c.provision(ids[4], "manage")
-	c.waitState(ids[4], "manageable")
+	c.Must(202, "PUT", "/v1/nodes/"+ids[3]+"/maintenance", nil)
+	c.Provision(ids[4], "manage")
+	c.WaitState(ids[4], "manageable")
 
 	// Follow next links from page to page: every node once, in order.
 	var seen []string
@@ -325,7 +210,7 @@ func TestListPaginationFiltersSorting(t *testing.T) {
 		if pages > 5 {
 			t.Fatal("pagination does not end")
 		}
-		doc := c.must(200, "GET", path, nil).json(t)
+		doc := c.Must(200, "GET", path, nil).JSON(t)
 		for _, n := range doc["nodes"].([]any) {
 			seen = append(seen, n.(map[string]any)["uuid"].(string))
 		}
@@ -340,7 +225,7 @@ func TestListPaginationFiltersSorting(t *testing.T) {
 
 	names := func(path string) string {
 		var out []string
-		for _, n := range c.must(200, "GET", path, nil).json(t)["nodes"].([]any) {
+		for _, n := range c.Must(200, "GET", path, nil).JSON(t)["nodes"].([]any) {
 			out = append(out, n.(map[string]any)["name"].(string))
 		}
 		return strings.Join(out, ",")
@@ -362,11 +247,11 @@ func TestListPaginationFiltersSorting(t *testing.T) {
 		}
 	}
 	// fields= limits what is shown; links always come along.
-	n := c.must(200, "GET", "/v1/nodes/"+ids[0]+"?fields=uuid,name", nil).json(t)
+	n := c.Must(200, "GET", "/v1/nodes/"+ids[0]+"?fields=uuid,name", nil).JSON(t)
 	if len(n) != 3 || n["name"] != "n0" || n["links"] == nil {
 		t.Errorf("fields=uuid,name gave %v", n)
 	}
-	detail := c.must(200, "GET", "/v1/nodes/detail?limit=1", nil).json(t)["nodes"].([]any)[0].(map[string]any)
+	detail := c.Must(200, "GET", "/v1/nodes/detail?limit=1", nil).JSON(t)["nodes"].([]any)[0].(map[string]any)
 	if _, ok := detail["driver_info"]; !ok {
 		t.Errorf("detail lacks driver_info: %v", detail)
 	}
@@ -374,14 +259,14 @@ func TestListPaginationFiltersSorting(t *testing.T) {
 
 func TestSecretsNeverShown(t *testing.T) {
 	env := coordinatortest.Start(t, coordinatortest.Options{})
-	c := newClient(t, env)
-	r := c.must(201, "POST", "/v1/nodes", map[string]any{"driver": "fake-hardware", "driver_info": map[string]any{
+	c := coordinatortest.NewClient(t, env)
+	r := c.Must(201, "POST", "/v1/nodes", map[string]any{"driver": "fake-hardware", "driver_info": map[string]any{
 		"ipmi_address": "192.0.2.10", "ipmi_password": "hunter2", "redfish_auth_token": "tok123", "ipmi_username": "admin",
 	}})
-	id := r.json(t)["uuid"].(string)
-	c.must(200, "PATCH", "/v1/nodes/"+id, []any{map[string]any{"op": "add", "path": "/instance_info/configdrive", "value": "c2VjcmV0"}})
+	id := r.JSON(t)["uuid"].(string)
+	c.Must(200, "PATCH", "/v1/nodes/"+id, []any{map[string]any{"op": "add", "path": "/instance_info/configdrive", "value": "c2VjcmV0"}})
 	for _, path := range []string{"/v1/nodes/" + id, "/v1/nodes/detail", "/v1/nodes/" + id + "?fields=driver_info,instance_info"} {
-		body := string(c.must(200, "GET", path, nil).body)
+		body := string(c.Must(200, "GET", path, nil).Body)
 		for _, secret := range []string{"hunter2", "tok123", "c2VjcmV0"} {
 			if strings.Contains(body, secret) {
 				t.Errorf("%s shows secret %q: %s", path, secret, body)
@@ -400,13 +285,13 @@ func TestSecretsNeverShown(t *testing.T) {
 
 func TestHistoryAndOldVersions(t *testing.T) {
 	env := coordinatortest.Start(t, coordinatortest.Options{})
-	c := newClient(t, env)
-	id := c.createNode("h")
-	c.provision(id, "manage")
-	c.waitState(id, "manageable")
-	c.provision(id, "provide")
-	c.waitState(id, "available")
-	hist := c.must(200, "GET", "/v1/nodes/"+id+"/history", nil).json(t)["history"].([]any)
+	c := coordinatortest.NewClient(t, env)
+	id := c.CreateNode(map[string]any{"name": "h"})
+	c.Provision(id, "manage")
+	c.WaitState(id, "manageable")
+	c.Provision(id, "provide")
+	c.WaitState(id, "available")
+	hist := c.Must(200, "GET", "/v1/nodes/"+id+"/history", nil).JSON(t)["history"].([]any)
 	var events []string
 	for _, h := range hist {
 		events = append(events, h.(map[string]any)["event"].(string))
@@ -418,30 +303,30 @@ func TestHistoryAndOldVersions(t *testing.T) {
 	}
 	// A client of 1.1 sees "available" as null, and new nodes were born
 	// available before 1.11, as with Ironic.
-	old := &client{t: t, base: env.URL}
-	st := old.must(200, "GET", "/v1/nodes/"+id+"/states", nil).json(t)
+	old := &coordinatortest.Client{T: t, Base: env.URL}
+	st := old.Must(200, "GET", "/v1/nodes/"+id+"/states", nil).JSON(t)
 	if v, ok := st["provision_state"]; !ok || v != nil {
 		t.Errorf("1.1 provision_state = %v, want null", v)
 	}
-	c10 := &client{t: t, base: env.URL, version: "1.10"}
-	born := c10.must(201, "POST", "/v1/nodes", map[string]any{"driver": "fake-hardware"}).json(t)
+	c10 := &coordinatortest.Client{T: t, Base: env.URL, Version: "1.10"}
+	born := c10.Must(201, "POST", "/v1/nodes", map[string]any{"driver": "fake-hardware"}).JSON(t)
 	if born["provision_state"] != "available" {
 		t.Errorf("node created at 1.10 in %v, want available", born["provision_state"])
 	}
-	old.must(406, "GET", "/v1/nodes/"+id+"/history", nil)
+	old.Must(406, "GET", "/v1/nodes/"+id+"/history", nil)
 }
 
 // Requests no route matches still get Ironic's error format.
 func TestUnroutedInIronicFormat(t *testing.T) {
 	env := coordinatortest.Start(t, coordinatortest.Options{})
-	c := newClient(t, env)
-	r := c.must(404, "GET", "/v1/widgets", nil)
-	if f := r.fault(t); f != "The resource could not be found." {
+	c := coordinatortest.NewClient(t, env)
+	r := c.Must(404, "GET", "/v1/widgets", nil)
+	if f := r.Fault(t); f != "The resource could not be found." {
 		t.Errorf("404 faultstring %q", f)
 	}
-	r = c.must(405, "PUT", "/v1/nodes", nil)
-	if f := r.fault(t); !strings.Contains(f, "PUT is not allowed") || r.hdr.Get("Allow") == "" {
-		t.Errorf("405: %q, Allow %q", f, r.hdr.Get("Allow"))
+	r = c.Must(405, "PUT", "/v1/nodes", nil)
+	if f := r.Fault(t); !strings.Contains(f, "PUT is not allowed") || r.Header.Get("Allow") == "" {
+		t.Errorf("405: %q, Allow %q", f, r.Header.Get("Allow"))
 	}
 }
 
@@ -449,17 +334,17 @@ func TestUnroutedInIronicFormat(t *testing.T) {
 // refused, and a "no-..." choice makes the operation fail cleanly.
 func TestInterfaceChoice(t *testing.T) {
 	env := coordinatortest.Start(t, coordinatortest.Options{})
-	c := newClient(t, env)
-	id := c.createNode("choosy")
-	r := c.must(400, "PATCH", "/v1/nodes/"+id, []any{map[string]any{"op": "replace", "path": "/deploy_interface", "value": "warp"}})
-	if f := r.fault(t); !strings.Contains(f, "Valid interfaces are [fake no-deploy]") {
+	c := coordinatortest.NewClient(t, env)
+	id := c.CreateNode(map[string]any{"name": "choosy"})
+	r := c.Must(400, "PATCH", "/v1/nodes/"+id, []any{map[string]any{"op": "replace", "path": "/deploy_interface", "value": "warp"}})
+	if f := r.Fault(t); !strings.Contains(f, "Valid interfaces are [fake no-deploy]") {
 		t.Errorf("faultstring %q", f)
 	}
-	c.must(200, "PATCH", "/v1/nodes/"+id, []any{map[string]any{"op": "replace", "path": "/deploy_interface", "value": "no-deploy"}})
-	c.provision(id, "manage")
-	c.waitState(id, "manageable")
-	c.provision(id, "provide") // cleaning needs the deploy interface too
-	st := c.waitState(id, "clean failed")
+	c.Must(200, "PATCH", "/v1/nodes/"+id, []any{map[string]any{"op": "replace", "path": "/deploy_interface", "value": "no-deploy"}})
+	c.Provision(id, "manage")
+	c.WaitState(id, "manageable")
+	c.Provision(id, "provide") // cleaning needs the deploy interface too
+	st := c.WaitState(id, "clean failed")
 	if !strings.Contains(st["last_error"].(string), "not supported") {
 		t.Errorf("last_error %v", st["last_error"])
 	}
