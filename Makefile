@@ -36,6 +36,7 @@ test-short:
 # its embedded redis-server (figures recorded in docs/benchmarks.md).
 bench: setup build
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/... ./coordinator/...
+	INGOT_REQUIRE_REDIS=1 $(GO) test -run '^$$' -bench PowerSync -benchtime 5x -count 3 ./e2e/power
 	scripts/bench.sh
 
 lint:
