@@ -1,0 +1,353 @@
+package imagecache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// qcow2Magic starts every qcow2 image.
+const qcow2Magic = "QFI\xfb"
+
+// origin is a Source resolved: where its bytes come from, what they must
+// hash to, and the name of the cache entry they become.
+type origin struct {
+	url     string // remote: the URL to fetch
+	rel     string // local: the path relative to the image directory
+	display string // for logs and errors: no credentials in it
+	want    digest
+	hasWant bool
+	format  string // "raw", "qcow2", or "" to detect
+	name    string // cache file name
+}
+
+func (o origin) remote() bool { return o.url != "" }
+
+// resolve checks src and names its cache entry. The name is derived from
+// the source and its digest, not from the digest alone: an image is shared
+// only by nodes that name the same source, so knowing an image's digest
+// never gives access to another tenant's image.
+func (c *Cache) resolve(src Source) (origin, error) {
+	var o origin
+	var err error
+	if o.want, o.hasWant, err = expectedDigest(src, c.allowMD5); err != nil {
+		return origin{}, err
+	}
+	switch f := strings.ToLower(strings.TrimSpace(src.DiskFormat)); f {
+	case "", "raw", "qcow2":
+		o.format = f
+	default:
+		return origin{}, fmt.Errorf("image disk format %q is not supported (raw, qcow2)", src.DiskFormat)
+	}
+	source := strings.TrimSpace(src.URL)
+	lower := strings.ToLower(source)
+	switch {
+	case source == "":
+		return origin{}, errors.New("no image source")
+	case strings.HasPrefix(lower, "http://"), strings.HasPrefix(lower, "https://"):
+		u, err := url.Parse(source)
+		if err != nil || u.Host == "" {
+			return origin{}, fmt.Errorf("image source is not a valid URL")
+		}
+		o.url, o.display = u.String(), redact(u)
+		if !o.hasWant {
+			return origin{}, fmt.Errorf("image %s: %w", o.display, ErrChecksumRequired)
+		}
+		o.name = entryName("url", o.url, o)
+		return o, nil
+	case strings.HasPrefix(lower, "file://"):
+		u, err := url.Parse(source)
+		if err != nil || (u.Host != "" && u.Host != "localhost") {
+			return origin{}, fmt.Errorf("image source %q is not a local file URL", source)
+		}
+		return o, c.resolveLocal(&o, u.Path)
+	case strings.Contains(source, "://"):
+		return origin{}, fmt.Errorf("image source scheme of %q is not supported (http, https, file)", source)
+	}
+	return o, c.resolveLocal(&o, source)
+}
+
+// resolveLocal checks that p is a regular file under the image directory.
+// The lexical check gives a clear error for "../" and foreign absolute
+// paths; os.Root then also refuses symbolic links that lead out.
+func (c *Cache) resolveLocal(o *origin, p string) error {
+	o.display = p
+	if c.imageDir == "" {
+		return fmt.Errorf("image %s: file image sources are disabled (no image directory)", p)
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(c.imageDir, p)
+	}
+	rel, err := filepath.Rel(c.imageDir, filepath.Clean(p))
+	if err != nil || !filepath.IsLocal(rel) {
+		return fmt.Errorf("image %s: %w %s", o.display, ErrOutsideImageDir, c.imageDir)
+	}
+	f, err := os.OpenInRoot(c.imageDir, rel)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", o.display, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("image %s: %w", o.display, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("image %s: not a regular file", o.display)
+	}
+	o.rel = rel
+	id := rel
+	if !o.hasWant {
+		// Without a digest, a file replaced in place must not be served
+		// from the cache as the old one.
+		id = fmt.Sprintf("%s\x00%d\x00%d", rel, fi.Size(), fi.ModTime().UnixNano())
+	}
+	o.name = entryName("file", id, *o)
+	return nil
+}
+
+func entryName(kind, id string, o origin) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s", kind, id, o.want)
+	return hex.EncodeToString(h.Sum(nil)) + rawExt
+}
+
+// fetched is an image fetched into a partial file, ready to be committed.
+type fetched struct {
+	path      string
+	size      int64
+	sha256    string
+	converted bool
+}
+
+// fetch reads o into a partial file in the cache directory, verified and
+// raw. On error nothing is left behind.
+func (c *Cache) fetch(ctx context.Context, o origin) (fetched, error) {
+	var (
+		r    io.ReadCloser
+		size int64
+		err  error
+	)
+	if o.remote() {
+		r, size, err = c.openRemote(ctx, o)
+	} else {
+		r, size, err = c.openLocal(ctx, o)
+	}
+	if err != nil {
+		return fetched{}, err
+	}
+	defer r.Close()
+	in, err := c.ingest(o, r, size)
+	if err != nil {
+		return fetched{}, err
+	}
+	if in.format == "raw" {
+		return fetched{path: in.path, size: in.size, sha256: in.sha256}, nil
+	}
+	raw, err := c.toRaw(ctx, o, in.path)
+	os.Remove(in.path)
+	if err != nil {
+		return fetched{}, err
+	}
+	sum, n, err := hashFile(ctx, raw)
+	if err != nil {
+		os.Remove(raw)
+		return fetched{}, fmt.Errorf("image %s: hashing the converted image: %w", o.display, err)
+	}
+	return fetched{path: raw, size: n, sha256: sum, converted: true}, nil
+}
+
+func (c *Cache) openRemote(ctx context.Context, o origin) (io.ReadCloser, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.url, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("image %s: %w", o.display, err)
+	}
+	// Asking for the bytes as stored keeps Content-Length meaningful (Go
+	// would hide a gzip encoding and its length), so truncation shows.
+	req.Header.Set("Accept-Encoding", "identity")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the URL, secrets and all
+		}
+		return nil, 0, fmt.Errorf("downloading image %s: %w", o.display, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("downloading image %s: server answered %s", o.display, resp.Status)
+	}
+	if c.maxBytes > 0 && resp.ContentLength > c.downloadLimit(o) {
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("image %s: %d bytes: %w (%d bytes)", o.display, resp.ContentLength, ErrTooLarge, c.maxBytes)
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
+func (c *Cache) openLocal(ctx context.Context, o origin) (io.ReadCloser, int64, error) {
+	f, err := os.OpenInRoot(c.imageDir, o.rel)
+	if err != nil {
+		return nil, 0, fmt.Errorf("image %s: %w", o.display, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("image %s: %w", o.display, err)
+	}
+	return ctxReadCloser{ctx, f}, fi.Size(), nil
+}
+
+// downloadLimit is how many bytes of o are read before giving up. A qcow2
+// image may be slightly larger than the raw image it holds (its metadata),
+// so it gets some slack; its raw size is checked before conversion.
+func (c *Cache) downloadLimit(o origin) int64 {
+	if c.maxBytes <= 0 {
+		return -1
+	}
+	if o.format == "raw" {
+		return c.maxBytes
+	}
+	return c.maxBytes + c.maxBytes/16 + 1<<20
+}
+
+// ingested is an image as read, before any conversion.
+type ingested struct {
+	path   string
+	size   int64
+	format string // "raw" or "qcow2", from the image's first bytes
+	sha256 string // of a raw image; empty for qcow2
+}
+
+// copyBufSize is the size of the buffer between the network and the
+// hashes; larger than io.Copy's 32 KiB to cut per-call overhead.
+const copyBufSize = 256 << 10
+
+// ingest streams r into a partial file, checking it in the same pass: its
+// digest against o.want, its length against size (-1 if unknown), and,
+// for a raw image, its sha256 for the agent. Nothing is re-read.
+func (c *Cache) ingest(o origin, r io.Reader, size int64) (ingested, error) {
+	// The first bytes tell the format, and so whether a sha256 of these
+	// very bytes is wanted (a qcow2 is hashed after conversion instead).
+	var magic [len(qcow2Magic)]byte
+	k, err := io.ReadFull(r, magic[:])
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return ingested{}, fmt.Errorf("reading image %s: %w", o.display, err)
+	}
+	in := ingested{format: "raw"}
+	if string(magic[:k]) == qcow2Magic {
+		in.format = "qcow2"
+	}
+	// Ironic refuses images whose bytes contradict their declared format
+	// (CVE-2024-44082): a qcow2 written to a disk as if raw, or the other
+	// way round, is never what the operator meant.
+	if o.format != "" && o.format != in.format {
+		return ingested{}, fmt.Errorf("image %s: declared %s but its content is %s", o.display, o.format, in.format)
+	}
+
+	f, err := os.CreateTemp(c.dir, partialPrefix+"*")
+	if err != nil {
+		return ingested{}, fmt.Errorf("image %s: %w", o.display, err)
+	}
+	in.path = f.Name()
+	fail := func(err error) (ingested, error) {
+		f.Close()
+		os.Remove(in.path)
+		return ingested{}, err
+	}
+
+	writers := []io.Writer{f}
+	var check, raw256 hash.Hash
+	if o.hasWant {
+		check = o.want.newHash()
+		writers = append(writers, check)
+	}
+	if in.format == "raw" {
+		if check != nil && o.want.algo == "sha256" {
+			raw256 = check // one hash serves both
+		} else {
+			raw256 = sha256.New()
+			writers = append(writers, raw256)
+		}
+	}
+	limit := c.downloadLimit(o)
+	readMax := int64(math.MaxInt64)
+	if limit >= 0 {
+		readMax = limit + 1 // one more byte shows excess
+	}
+	// The LimitReader also hides the MultiReader's WriteTo, which would
+	// bypass our larger buffer.
+	src := io.LimitReader(io.MultiReader(bytes.NewReader(magic[:k]), r), readMax)
+	n, err := io.CopyBuffer(io.MultiWriter(writers...), src, make([]byte, copyBufSize))
+	switch {
+	case err != nil && size >= 0:
+		// Among others the unexpected EOF of a body cut short: never
+		// taken for the end of the image.
+		return fail(fmt.Errorf("reading image %s: cut short after %d of %d bytes: %w", o.display, n, size, err))
+	case err != nil:
+		return fail(fmt.Errorf("reading image %s: cut short after %d bytes: %w", o.display, n, err))
+	case size >= 0 && n != size:
+		return fail(fmt.Errorf("reading image %s: truncated: %d bytes of %d", o.display, n, size))
+	case limit >= 0 && n > limit:
+		return fail(fmt.Errorf("image %s: over %d bytes: %w (%d bytes)", o.display, limit, ErrTooLarge, c.maxBytes))
+	}
+	if check != nil {
+		if got := hex.EncodeToString(check.Sum(nil)); got != o.want.hex {
+			return fail(fmt.Errorf("image %s: %w", o.display, &ChecksumError{Algo: o.want.algo, Expected: o.want.hex, Actual: got}))
+		}
+	}
+	// Synced before it is committed: the metadata written next to it
+	// vouches for its content after a crash.
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("image %s: %w", o.display, err))
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(in.path)
+		return ingested{}, fmt.Errorf("image %s: %w", o.display, err)
+	}
+	in.size = n
+	if raw256 != nil {
+		in.sha256 = hex.EncodeToString(raw256.Sum(nil))
+	}
+	return in, nil
+}
+
+// hashFile returns the sha256 and size of the file at path.
+func hashFile(ctx context.Context, path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, ctxReadCloser{ctx, f}, make([]byte, copyBufSize))
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// ctxReadCloser stops reading a file once ctx is done, as an HTTP body
+// does by itself.
+type ctxReadCloser struct {
+	ctx context.Context
+	f   io.ReadCloser
+}
+
+func (r ctxReadCloser) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.f.Read(p)
+}
+
+func (r ctxReadCloser) Close() error { return r.f.Close() }
