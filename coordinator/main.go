@@ -45,6 +45,7 @@ type options struct {
 	inspectWait, busyTimeout       time.Duration
 	ipmiTimeout                    time.Duration
 	ipmiRetries                    int
+	boot                           bootOptions
 }
 
 func defaultDataDir() string {
@@ -82,6 +83,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.busyTimeout, "busy-timeout", time.Hour, "time a node may sit in a busy state with no worker on it")
 	fs.DurationVar(&o.ipmiTimeout, "ipmi-command-timeout", ipmi.DefaultCommandTimeout, "time one IPMI command may take, resends included")
 	fs.IntVar(&o.ipmiRetries, "ipmi-retries", ipmi.DefaultRetries, "further attempts of an IPMI command whose transport failed (0: the default, -1: none)")
+	o.boot.flags(fs)
 	flagenv.Usage(fs, "INGOT")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -195,6 +197,14 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Info("coordinator ready", "api", "http://"+ln.Addr().String(), "host", o.host, "drivers", drivers.Names(), "auth", o.authStrategy)
+
+	bootCtx, stopBoot := context.WithCancel(ctx)
+	waitBoot, err := startBoot(bootCtx, &o.boot, o.dataDir, st, log)
+	if err != nil {
+		stopBoot()
+		return err
+	}
+	defer func() { stopBoot(); waitBoot() }()
 
 	condCtx, stopCond := context.WithCancel(context.WithoutCancel(ctx))
 	condDone := make(chan error, 1)
