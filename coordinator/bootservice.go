@@ -68,10 +68,11 @@ func (b *bootOptions) flags(fs *flag.FlagSet) {
 
 func (b *bootOptions) enabled() bool { return b.iface != "" || b.httpListen != "" }
 
-// startBoot runs the DHCP, TFTP and HTTP boot servers that are configured,
-// until ctx ends; wait returns when they have stopped.
-func startBoot(ctx context.Context, b *bootOptions, dataDir string, st *store.Store, log *slog.Logger) (wait func(), err error) {
-	if !b.enabled() {
+// startBoot runs the DHCP, TFTP and HTTP boot servers and the agent RPC
+// service that are configured, until ctx ends; wait returns when they have
+// stopped.
+func startBoot(ctx context.Context, b *bootOptions, a *agentOptions, dataDir string, st *store.Store, log *slog.Logger) (wait func(), err error) {
+	if !b.enabled() && a.listen == "" {
 		return func() {}, nil
 	}
 	policy := &boot.Policy{Store: st, Discovery: b.discovery}
@@ -106,7 +107,24 @@ func startBoot(ctx context.Context, b *bootOptions, dataDir string, st *store.St
 		return v
 	}
 
+	agentListen := a.listen
+	if agentListen == "" && serverIP.IsValid() {
+		agentListen = net.JoinHostPort(serverIP.String(), "9443")
+	}
+	agentAddr, fingerprint, waitAgent, err := startAgentRPC(ctx, a, agentListen, dataDir, st, log)
+	if err != nil {
+		return nil, err
+	}
+	if b.coordinatorGRPC == "" {
+		b.coordinatorGRPC = agentAddr
+	}
+	if b.caPrint == "" {
+		b.caPrint = fingerprint
+	}
+
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); waitAgent() }()
 	var errs []error
 	var mu sync.Mutex
 	run := func(name string, serve func(context.Context) error) {
@@ -122,7 +140,7 @@ func startBoot(ctx context.Context, b *bootOptions, dataDir string, st *store.St
 		}()
 	}
 
-	if httpListen != "" {
+	if httpListen != "" && b.enabled() {
 		h, err := httpboot.New(httpboot.Config{
 			BaseURL:         baseURL,
 			AgentKernel:     orDefault(b.agentKernel, filepath.Join(dataDir, "agent", "kernel")),
@@ -205,10 +223,7 @@ func (b *bootOptions) pool() (dhcp.Pool, error) {
 		}
 		p.Router = r
 	}
-	for _, s := range strings.Split(b.dns, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
+	for _, s := range splitList(b.dns) {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
 			return p, fmt.Errorf("--dhcp-dns: %w", err)
@@ -216,6 +231,16 @@ func (b *bootOptions) pool() (dhcp.Pool, error) {
 		p.DNS = append(p.DNS, a)
 	}
 	return p, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func firstIPv4(name string) (netip.Addr, error) {

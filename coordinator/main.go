@@ -46,6 +46,7 @@ type options struct {
 	ipmiTimeout                    time.Duration
 	ipmiRetries                    int
 	boot                           bootOptions
+	agent                          agentOptions
 }
 
 func defaultDataDir() string {
@@ -84,6 +85,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.ipmiTimeout, "ipmi-command-timeout", ipmi.DefaultCommandTimeout, "time one IPMI command may take, resends included")
 	fs.IntVar(&o.ipmiRetries, "ipmi-retries", ipmi.DefaultRetries, "further attempts of an IPMI command whose transport failed (0: the default, -1: none)")
 	o.boot.flags(fs)
+	o.agent.flags(fs)
 	flagenv.Usage(fs, "INGOT")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -199,7 +201,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	log.Info("coordinator ready", "api", "http://"+ln.Addr().String(), "host", o.host, "drivers", drivers.Names(), "auth", o.authStrategy)
 
 	bootCtx, stopBoot := context.WithCancel(ctx)
-	waitBoot, err := startBoot(bootCtx, &o.boot, o.dataDir, st, log)
+	waitBoot, err := startBoot(bootCtx, &o.boot, &o.agent, o.dataDir, st, log)
 	if err != nil {
 		stopBoot()
 		return err

@@ -56,13 +56,6 @@ type Policy struct {
 	Discovery bool
 }
 
-// agentStates are the states whose operation runs in the agent.
-var agentStates = map[sm.State]bool{
-	sm.Cleaning: true, sm.CleanWait: true,
-	sm.Inspecting: true, sm.InspectWait: true,
-	sm.Deploying: true, sm.DeployWait: true,
-}
-
 // Decide returns what mac should boot.
 func (p *Policy) Decide(ctx context.Context, mac net.HardwareAddr) (Decision, error) {
 	port, err := p.Store.PortByMAC(ctx, mac.String())
@@ -94,7 +87,7 @@ func decide(n *api.Node) Decision {
 	case n.Maintenance:
 		// An operator is looking at it: boot nothing of ours.
 		return Decision{}
-	case agentStates[sm.State(n.ProvisionState)]:
+	case sm.State(n.ProvisionState).BootsAgent():
 		return Decision{Action: Agent, Node: n.UUID}
 	case n.ProvisionState == string(sm.Active):
 		return Decision{Action: LocalDisk, Node: n.UUID}

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ingot/ingot/pkg/api"
+	sm "github.com/ingot/ingot/pkg/statemachine"
 )
 
 // historyMax bounds each node's history stream (approximately, as XADD
@@ -240,8 +241,12 @@ func (s *Store) putNode(ctx context.Context, n *api.Node, oldState, owner string
 		owner = "\x00"
 	}
 	keys := []string{s.nodeKey(n.UUID), s.namesKey(), s.lockKey(n.UUID), s.stateKey(oldState), s.stateKey(n.ProvisionState),
-		s.historyKey(n.UUID), s.jobsKey(), s.seqKey()}
-	v, err := putNode.Run(ctx, s.rdb, keys, n.UUID, n.Version, doc, n.Name, n.ProvisionState, owner, entry, job, historyMax).Int64()
+		s.historyKey(n.UUID), s.jobsKey(), s.seqKey(), s.agentKey(n.UUID)}
+	endAgent := "0"
+	if !sm.State(n.ProvisionState).BootsAgent() {
+		endAgent = "1"
+	}
+	v, err := putNode.Run(ctx, s.rdb, keys, n.UUID, n.Version, doc, n.Name, n.ProvisionState, owner, entry, job, historyMax, endAgent).Int64()
 	return v, scriptError(err, n.UUID)
 }
 
@@ -252,7 +257,7 @@ func (s *Store) DeleteNode(ctx context.Context, n *api.Node, owner string) error
 		owner = "\x00"
 	}
 	keys := []string{s.nodeKey(n.UUID), s.namesKey(), s.nodesKey(), s.lockKey(n.UUID), s.stateKey(n.ProvisionState),
-		s.historyKey(n.UUID), s.nodePortsKey(n.UUID), s.macsKey(), s.portsKey()}
+		s.historyKey(n.UUID), s.nodePortsKey(n.UUID), s.macsKey(), s.portsKey(), s.agentKey(n.UUID)}
 	err := deleteNode.Run(ctx, s.rdb, keys, n.UUID, n.Version, owner, s.portKey("")).Err()
 	if err := scriptError(err, n.UUID); err != nil {
 		return fmt.Errorf("delete node %s: %w", n.UUID, err)

@@ -28,9 +28,11 @@ return seq
 `)
 
 // putNode is the compare-and-set every node change goes through.
-// KEYS node, names, lock, old state zset, new state zset, history, jobs, seq.
+// KEYS node, names, lock, old state zset, new state zset, history, jobs, seq,
+// agent session.
 // ARGV uuid, expected v, doc, name, state, lock owner ('*': no lock check),
-// history entry, job, history max length.
+// history entry, job, history max length, '1' to end the agent session (the
+// node left the states that run the agent, so its token dies with it).
 var putNode = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'v', 'name', 'seq')
 if not cur[1] then return redis.error_reply('NOTFOUND') end
@@ -56,11 +58,14 @@ if KEYS[4] ~= KEYS[5] then
 end
 if ARGV[7] ~= '' then redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', 'e', ARGV[7]) end
 if ARGV[8] ~= '' then redis.call('XADD', KEYS[7], '*', 'node', ARGV[1], 'job', ARGV[8]) end
+if ARGV[10] == '1' then redis.call('DEL', KEYS[9]) end
 return v
 `)
 
-// deleteNode removes a node with its indexes, history and ports.
-// KEYS node, names, nodes, lock, state zset, history, node ports, macs, ports.
+// deleteNode removes a node with its indexes, history, ports and agent
+// session.
+// KEYS node, names, nodes, lock, state zset, history, node ports, macs, ports,
+// agent session.
 // ARGV uuid, expected v, lock owner, port key prefix.
 var deleteNode = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'v', 'name')
@@ -71,7 +76,7 @@ if holder and holder ~= ARGV[3] then return redis.error_reply('LOCKED ' .. holde
 if cur[2] and cur[2] ~= '' then redis.call('HDEL', KEYS[2], cur[2]) end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('DEL', KEYS[1], KEYS[6])
+redis.call('DEL', KEYS[1], KEYS[6], KEYS[10])
 for _, p in ipairs(redis.call('SMEMBERS', KEYS[7])) do
   local mac = redis.call('HGET', ARGV[4] .. p, 'mac')
   if mac then redis.call('HDEL', KEYS[8], mac) end

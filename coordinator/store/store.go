@@ -70,6 +70,7 @@ func (s *Store) nodePortsKey(id string) string { return s.key("node-ports", id) 
 func (s *Store) jobsKey() string               { return s.key("jobs") }
 func (s *Store) conductorKey(h string) string  { return s.key("conductor", h) }
 func (s *Store) conductorsKey() string         { return s.key("conductors") }
+func (s *Store) agentKey(id string) string     { return s.key("agent", id) }
 
 // Errors callers tell apart.
 var (

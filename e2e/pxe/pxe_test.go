@@ -125,7 +125,7 @@ func TestQEMUNetworkBootsFromCoordinator(t *testing.T) {
 		t.Fatalf("the initramfs never ran; console:\n%s", tailString(out))
 	}
 	booted := out[i:]
-	for _, want := range []string{"ingot.node=" + node.UUID, "BOOTIF=01-52-54-00-12-34-56", "console=ttyS0"} {
+	for _, want := range []string{"ingot.node=" + node.UUID, "ingot.coordinator=192.0.2.1:9443", "ingot.ca=", "BOOTIF=01-52-54-00-12-34-56", "console=ttyS0"} {
 		if !strings.Contains(booted, want) {
 			t.Errorf("kernel command line lacks %q: %s", want, firstLine(booted))
 		}

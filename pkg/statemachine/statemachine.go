@@ -232,6 +232,17 @@ func (s State) Waiting() bool {
 	return s == InspectWait || s == CleanWait || s == DeployWait
 }
 
+// BootsAgent reports whether a node in s runs the agent: its operation
+// (cleaning, inspection, deployment) is carried out by the ramdisk, which
+// the boot service boots and the agent RPC service talks to.
+func (s State) BootsAgent() bool {
+	switch s {
+	case Cleaning, CleanWait, Inspecting, InspectWait, Deploying, DeployWait:
+		return true
+	}
+	return false
+}
+
 // Busy states have a conductor operation in progress.
 func (s State) Busy() bool { return !s.Stable() && !s.Waiting() }
 
