@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ingot/ingot/coordinator/boot/logonce"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
@@ -30,7 +32,7 @@ type handler struct {
 	// pool is Config.Pool's range as the lease store takes it.
 	pool store.LeasePool
 	// quiet keeps logs about clients we ignore to one per MAC a minute.
-	quiet *logLimiter
+	quiet *logonce.Limiter
 }
 
 // handle returns the reply to req, or nil when req gets none (not ours,
@@ -217,7 +219,7 @@ func (h *handler) ours(req *dhcpv4.DHCPv4) bool {
 // gets no (boot) answer: every machine on the link may broadcast, and
 // most are none of our business.
 func (h *handler) ignore(mac net.HardwareAddr, msg string, args ...any) {
-	if h.quiet.allow(mac.String()) {
+	if h.quiet.Allow(mac.String(), time.Now()) {
 		h.Logger.Debug(msg, append([]any{"mac", mac.String()}, args...)...)
 	}
 }

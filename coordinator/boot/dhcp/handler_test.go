@@ -546,19 +546,3 @@ func TestReplyAddr(t *testing.T) {
 		}
 	}
 }
-
-func TestLogLimiter(t *testing.T) {
-	now := time.Unix(1000, 0)
-	l := newLogLimiter(time.Minute, 2)
-	l.now = func() time.Time { return now }
-	if !l.allow("a") || l.allow("a") || !l.allow("b") {
-		t.Fatal("once per key per period")
-	}
-	if l.allow("c") {
-		t.Fatal("more keys than the cap allowed")
-	}
-	now = now.Add(time.Minute)
-	if !l.allow("c") || !l.allow("a") {
-		t.Fatal("not allowed again after the period")
-	}
-}

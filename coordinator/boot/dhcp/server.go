@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ingot/ingot/coordinator/boot/logonce"
 	"net"
 	"net/netip"
 	"sync"
@@ -62,7 +63,7 @@ const (
 type Server struct {
 	h *handler
 	// noisy limits logs about malformed packets and our own failures.
-	noisy *logLimiter
+	noisy *logonce.Limiter
 }
 
 // New checks cfg and returns a server. leases may be nil in ModeProxy.
@@ -85,9 +86,9 @@ func New(cfg Config, booter Booter, leases LeaseStore) (*Server, error) {
 		booter: booter,
 		leases: leases,
 		pool:   store.LeasePool{First: cfg.Pool.Start, Last: cfg.Pool.End},
-		quiet:  newLogLimiter(logPeriod, 4096),
+		quiet:  logonce.New(logPeriod, 4096),
 	}
-	return &Server{h: h, noisy: newLogLimiter(logPeriod, 1024)}, nil
+	return &Server{h: h, noisy: logonce.New(logPeriod, 1024)}, nil
 }
 
 // Serve answers DHCP on the configured interface until ctx ends, then
@@ -165,7 +166,7 @@ func (s *Server) serveConn(ctx context.Context, c *net.UDPConn, port int, sem ch
 		}
 		req, err := dhcpv4.FromBytes(buf[:n])
 		if err != nil {
-			if s.noisy.allow(peer.IP.String()) {
+			if s.noisy.Allow(peer.IP.String(), time.Now()) {
 				log.Debug("dhcp: dropping unparsable packet", "peer", peer, "len", n, "err", err)
 			}
 			continue
@@ -173,7 +174,7 @@ func (s *Server) serveConn(ctx context.Context, c *net.UDPConn, port int, sem ch
 		select {
 		case sem <- struct{}{}:
 		default:
-			if s.noisy.allow("busy") {
+			if s.noisy.Allow("busy", time.Now()) {
 				log.Warn("dhcp: too many requests at once; dropping some", "limit", maxInFlight)
 			}
 			continue
@@ -204,7 +205,7 @@ func (s *Server) serveRequest(ctx context.Context, c *net.UDPConn, port int, pee
 			key = mac.String()
 		}
 		switch {
-		case !s.noisy.allow(key):
+		case !s.noisy.Allow(key, time.Now()):
 		case errors.Is(err, errMalformed):
 			log.Debug("dhcp: dropping request", "peer", peer, "err", err)
 		default:
@@ -217,7 +218,7 @@ func (s *Server) serveRequest(ctx context.Context, c *net.UDPConn, port int, pee
 	}
 	dst := replyAddr(req, resp, peer, port)
 	if _, err := c.WriteToUDP(resp.ToBytes(), dst); err != nil && ctx.Err() == nil {
-		if s.noisy.allow("write " + dst.String()) {
+		if s.noisy.Allow("write "+dst.String(), time.Now()) {
 			log.Warn("dhcp: send reply", "to", dst, "type", resp.MessageType(), "err", err)
 		}
 		return

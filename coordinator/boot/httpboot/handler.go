@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ingot/ingot/coordinator/boot/logonce"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,7 +70,7 @@ type Handler struct {
 	extraArgs []string
 	booter    Booter
 	log       *slog.Logger
-	ignoreLim *limiter
+	ignoreLim *logonce.Limiter
 	mux       *http.ServeMux
 }
 
@@ -105,7 +106,7 @@ func New(cfg Config, b Booter) (*Handler, error) {
 		extraArgs: extra,
 		booter:    b,
 		log:       cfg.Logger.With("component", "httpboot"),
-		ignoreLim: newLimiter(ignoreLogEvery),
+		ignoreLim: logonce.New(ignoreLogEvery, 4096),
 		mux:       http.NewServeMux(),
 	}
 	// GET patterns match HEAD too.
@@ -183,7 +184,7 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 	case boot.LocalDisk:
 		script = localDiskScript(mac, d.Node)
 	default:
-		if h.ignoreLim.allow(mac.String(), time.Now()) {
+		if h.ignoreLim.Allow(mac.String(), time.Now()) {
 			log.Info("not booting this machine")
 		}
 		http.Error(w, "no boot for this machine", http.StatusNotFound)

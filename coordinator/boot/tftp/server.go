@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ingot/ingot/coordinator/boot/logonce"
 	"log/slog"
 	"net"
 	"os"
@@ -72,7 +73,7 @@ type Server struct {
 	sem     chan struct{}
 	timeout time.Duration
 	log     *slog.Logger
-	logLim  *limiter
+	logLim  *logonce.Limiter
 	srv     *tftp.Server
 
 	// ctx is Serve's context: transfers stop when it is done.
@@ -131,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 		sem:     make(chan struct{}, cfg.MaxTransfers),
 		timeout: cfg.Timeout,
 		log:     cfg.Logger.With("component", "tftp"),
-		logLim:  newLimiter(logEvery),
+		logLim:  logonce.New(logEvery, 4096),
 		ctx:     context.Background(),
 	}
 	// Writes are refused: a nil write handler makes pin/tftp answer every

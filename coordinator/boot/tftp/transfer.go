@@ -47,7 +47,7 @@ func (s *Server) handleRead(name string, rf io.ReaderFrom) error {
 	case s.sem <- struct{}{}:
 		defer func() { <-s.sem }()
 	default:
-		if s.logLim.allow("busy|"+peer, start) {
+		if s.logLim.Allow("busy|"+peer, start) {
 			log.Warn("refused: too many transfers", "max", cap(s.sem))
 		}
 		return errBusy
@@ -125,7 +125,7 @@ func (s *Server) open(name string) (*os.File, int64, error) {
 // logEvery: PXE ROMs retry in tight loops.
 func (s *Server) logOpenError(log *slog.Logger, peer, name string, err error) {
 	if errors.Is(err, errNotFound) {
-		if s.logLim.allow("notfound|"+peer+"|"+name, time.Now()) {
+		if s.logLim.Allow("notfound|"+peer+"|"+name, time.Now()) {
 			log.Debug("file not found", "err", err)
 		}
 		return
@@ -133,7 +133,7 @@ func (s *Server) logOpenError(log *slog.Logger, peer, name string, err error) {
 	// Refused names and links out of the root are worth an operator's
 	// attention: a probe, or a root set up wrong (Debian's ipxe.efi is an
 	// absolute link to /boot/ipxe.efi, which os.Root refuses).
-	if s.logLim.allow("denied|"+peer, time.Now()) {
+	if s.logLim.Allow("denied|"+peer, time.Now()) {
 		log.Warn("refused", "err", err)
 	}
 }
