@@ -37,6 +37,7 @@ test-short:
 bench: setup build
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./pkg/... ./coordinator/...
 	INGOT_REQUIRE_REDIS=1 $(GO) test -run '^$$' -bench PowerSync -benchtime 5x -count 3 ./e2e/power
+	INGOT_REQUIRE_TOOLS=1 $(GO) test -run '^$$' -bench BootStorm -benchtime 1x -timeout 30m ./e2e/bootstorm
 	scripts/bench.sh
 
 lint:

@@ -50,8 +50,10 @@ const (
 	pxePort = 4011
 	// maxInFlight bounds requests handled at once; beyond it requests are
 	// dropped (clients retransmit), so a flood cannot pile up goroutines
-	// waiting on Redis.
-	maxInFlight = 64
+	// without bound. It is sized for a rack-scale boot storm (a thousand
+	// machines powered on together): a waiting request is a goroutine of a
+	// few KiB, and requestTimeout bounds how long it waits.
+	maxInFlight = 1024
 	// requestTimeout bounds one request's Redis work: a client
 	// retransmits after ~4 s, so a later answer is useless.
 	requestTimeout = 4 * time.Second
