@@ -1,0 +1,201 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/ingot/ingot/agent/disk"
+	"github.com/ingot/ingot/agent/imagewrite"
+	"github.com/ingot/ingot/agent/inventory"
+	"github.com/ingot/ingot/proto/agentpb"
+)
+
+// errNotSupported is the honest answer to a command this agent cannot do
+// yet.
+var errNotSupported = errors.New("not supported yet by this agent")
+
+// start runs cmd in its own goroutine unless a command is running already
+// or cmd was the last one run (see tracker.begin). wg tracks it so a
+// session never ends, nor another starts, under a running command.
+func (r *Runner) start(ctx context.Context, cmd *agentpb.Command) {
+	if cmd.GetId() == "" || !r.track.begin(cmd.GetId()) {
+		return
+	}
+	log := r.log.With("command_id", cmd.GetId(), "command", kindName(cmd))
+	log.InfoContext(ctx, "command started")
+	r.cmds.Add(1)
+	go func() {
+		defer r.cmds.Done()
+		result, after, err := r.execute(ctx, cmd)
+		if err != nil {
+			log.ErrorContext(ctx, "command failed", "err", err)
+		} else {
+			log.InfoContext(ctx, "command succeeded")
+		}
+		r.track.finish(err, result, after)
+	}()
+}
+
+// execute runs one command. result, if not nil, fills the finished
+// status's result; after, if not nil, runs once the coordinator has been
+// told the command succeeded.
+func (r *Runner) execute(ctx context.Context, cmd *agentpb.Command) (result func(*agentpb.CommandStatus), after func(), err error) {
+	switch k := cmd.GetKind().(type) {
+	case *agentpb.Command_GetInventory:
+		inv, err := inventory.Collect(r.cfg.Root)
+		if err != nil {
+			return nil, nil, fmt.Errorf("collect inventory: %w", err)
+		}
+		return func(st *agentpb.CommandStatus) { st.Result = &agentpb.CommandStatus_Inventory{Inventory: inv} }, nil, nil
+	case *agentpb.Command_EraseMetadata:
+		return nil, nil, r.eraseMetadata(ctx, k.EraseMetadata.GetDisks())
+	case *agentpb.Command_FullErase:
+		return nil, nil, r.fullErase(ctx, k.FullErase.GetDisks())
+	case *agentpb.Command_WriteImage:
+		return nil, nil, r.writeImage(ctx, k.WriteImage)
+	case *agentpb.Command_InstallConfigDrive:
+		return nil, nil, fmt.Errorf("install_config_drive: %w", errNotSupported)
+	case *agentpb.Command_CollectLogs:
+		logs, err := r.logs.tarGz("ingot-agent.log", r.cfg.now())
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(st *agentpb.CommandStatus) { st.Result = &agentpb.CommandStatus_Logs{Logs: logs} }, nil, nil
+	case *agentpb.Command_Reboot:
+		return nil, r.rebootAfterReport(ctx, false), nil
+	case *agentpb.Command_PowerOff:
+		return nil, r.rebootAfterReport(ctx, true), nil
+	default:
+		// A newer coordinator's command: say so rather than ignore it.
+		return nil, nil, fmt.Errorf("command of unknown kind %T: %w", k, errNotSupported)
+	}
+}
+
+// rebootAfterReport returns the action that reboots (or powers off) the
+// node; it runs only after the heartbeat reporting SUCCEEDED went through,
+// since afterwards nobody is left to report anything.
+func (r *Runner) rebootAfterReport(ctx context.Context, poweroff bool) func() {
+	return func() {
+		r.log.InfoContext(ctx, "rebooting", "poweroff", poweroff)
+		if err := r.cfg.Reboot(ctx, poweroff); err != nil {
+			// The coordinator was told it happened; it will notice that it
+			// did not when the node keeps heartbeating, and the log says why.
+			r.log.ErrorContext(ctx, "reboot failed", "poweroff", poweroff, "err", err)
+		}
+	}
+}
+
+// disks returns the inventory's disks that names picks ("vda" or
+// "/dev/vda"), or all of them when names is empty. A name not in the
+// inventory is an error: a command must never reach an arbitrary path.
+func (r *Runner) disks(names []string) ([]*agentpb.Disk, error) {
+	inv, err := inventory.Collect(r.cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("collect inventory: %w", err)
+	}
+	if len(names) == 0 {
+		if len(inv.GetDisks()) == 0 {
+			return nil, errors.New("the inventory lists no disks")
+		}
+		return inv.GetDisks(), nil
+	}
+	byName := make(map[string]*agentpb.Disk, len(inv.GetDisks()))
+	for _, d := range inv.GetDisks() {
+		byName[d.GetName()] = d
+	}
+	var out []*agentpb.Disk
+	for _, n := range names {
+		if !strings.HasPrefix(n, "/dev/") {
+			n = "/dev/" + n
+		}
+		d, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("disk %s is not in the inventory", n)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// devPath maps an inventory disk name (/dev/vda) to the file to open:
+// under DevRoot, so tests can stand a regular file in for the disk.
+func (r *Runner) devPath(d *agentpb.Disk) string {
+	return filepath.Join(r.cfg.DevRoot, d.GetName())
+}
+
+func (r *Runner) eraseMetadata(ctx context.Context, names []string) error {
+	disks, err := r.disks(names)
+	if err != nil {
+		return err
+	}
+	for i, d := range disks {
+		r.track.progress(&agentpb.Progress{Phase: fmt.Sprintf("erase metadata %s (%d/%d)", d.GetName(), i+1, len(disks))})
+		if err := disk.EraseMetadata(ctx, r.devPath(d)); err != nil {
+			return fmt.Errorf("erase metadata of %s: %w", d.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func (r *Runner) fullErase(ctx context.Context, names []string) error {
+	disks, err := r.disks(names)
+	if err != nil {
+		return err
+	}
+	for i, d := range disks {
+		phase := fmt.Sprintf("erase %s (%d/%d)", d.GetName(), i+1, len(disks))
+		err := disk.FullErase(ctx, r.devPath(d), func(done, total int64) {
+			r.track.progress(&agentpb.Progress{Phase: phase, BytesDone: uint64(done), BytesTotal: uint64(total)})
+		})
+		if err != nil {
+			return fmt.Errorf("full erase of %s: %w", d.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func (r *Runner) writeImage(ctx context.Context, w *agentpb.WriteImage) error {
+	inv, err := inventory.Collect(r.cfg.Root)
+	if err != nil {
+		return fmt.Errorf("collect inventory: %w", err)
+	}
+	target, err := disk.Match(inv.GetDisks(), w.GetRootDevice().GetHints())
+	if err != nil {
+		return fmt.Errorf("choose the target disk: %w", err)
+	}
+	// imagewrite reports after each buffer written, which on a slow link
+	// can take a while: say at once what is being done and how much.
+	r.track.progress(&agentpb.Progress{Phase: imagewrite.PhaseWrite, BytesTotal: w.GetSizeBytes()})
+	r.log.InfoContext(ctx, "writing image", "url", w.GetUrl(), "format", w.GetFormat(), "target", target.GetName())
+	res, err := imagewrite.Write(ctx, imagewrite.Config{
+		URL:       w.GetUrl(),
+		Format:    w.GetFormat(),
+		Algorithm: w.GetChecksumAlgorithm(),
+		Checksum:  w.GetChecksum(),
+		Size:      int64(w.GetSizeBytes()),
+		Target:    r.devPath(target),
+		Client:    r.cfg.HTTPClient,
+		Retries:   5,
+		Progress: func(p imagewrite.Progress) {
+			r.track.progress(&agentpb.Progress{Phase: p.Phase, BytesDone: uint64(p.Done),
+				BytesTotal: uint64(p.Total), BytesPerSecond: p.BytesPerSecond})
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("write image to %s: %w", target.GetName(), err)
+	}
+	r.log.InfoContext(ctx, "image written", "target", target.GetName(), "bytes", res.Written+res.Skipped,
+		"digest", res.Digest, "duration", res.Duration, "direct_io", res.Direct)
+	return nil
+}
+
+// kindName names a command for the log: "write_image".
+func kindName(cmd *agentpb.Command) string {
+	if k := cmd.ProtoReflect().WhichOneof(cmd.ProtoReflect().Descriptor().Oneofs().ByName("kind")); k != nil {
+		return string(k.Name())
+	}
+	return "unknown"
+}

@@ -1,0 +1,467 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ingot/ingot/coordinator/agentrpc"
+	"github.com/ingot/ingot/coordinator/redisproc"
+	"github.com/ingot/ingot/coordinator/store"
+	"github.com/ingot/ingot/pkg/api"
+	"github.com/ingot/ingot/proto/agentpb"
+)
+
+const (
+	testMAC = "52:54:00:ab:cd:01"
+	diskMiB = 16
+)
+
+// coordinator is the real agent service, over TLS, on a real Redis.
+type coordinator struct {
+	st      *store.Store
+	ca      *agentrpc.CA
+	addr    string
+	accepts atomic.Int32 // TCP connections, to see retries that never reach an RPC
+}
+
+// countingListener counts accepted connections.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int32
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+func startCoordinator(t *testing.T) *coordinator {
+	t.Helper()
+	rs := redisproc.StartForTest(t)
+	st, err := store.Open(context.Background(), rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ca, err := agentrpc.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := ca.ServerTLS([]string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &coordinator{st: st, ca: ca}
+	g := agentrpc.New(agentrpc.Config{HeartbeatInterval: time.Second}, st).GRPCServer(credentials.NewTLS(tlsCfg))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- agentrpc.Serve(ctx, g, countingListener{ln, &c.accepts}) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+func (c *coordinator) node(t *testing.T, state string) string {
+	t.Helper()
+	n := &api.Node{UUID: uuid.NewString(), Driver: "fake-hardware", ProvisionState: state, CreatedAt: time.Now().UTC()}
+	if err := c.st.CreateNode(context.Background(), n, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.st.CreatePort(context.Background(), &api.Port{UUID: uuid.NewString(), Address: testMAC, NodeUUID: n.UUID, PXEEnabled: true, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	return n.UUID
+}
+
+func (c *coordinator) setState(t *testing.T, node, state string) {
+	t.Helper()
+	if _, err := c.st.UpdateNode(context.Background(), node, "", func(n *api.Node, _ *store.Effects) error {
+		n.ProvisionState = state
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *coordinator) session(t *testing.T, node string) (store.AgentSession, bool) {
+	t.Helper()
+	s, found, err := c.st.AgentSessionOf(context.Background(), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, found
+}
+
+// status is the status the agent last reported, nil if none.
+func (c *coordinator) status(t *testing.T, node string) *agentpb.CommandStatus {
+	t.Helper()
+	s, _ := c.session(t, node)
+	if s.Status == nil {
+		return nil
+	}
+	st := new(agentpb.CommandStatus)
+	if err := proto.Unmarshal(s.Status, st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (c *coordinator) send(t *testing.T, node string, cmd *agentpb.Command) {
+	t.Helper()
+	raw, err := proto.Marshal(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.st.SetAgentCommand(context.Background(), node, raw); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// finished waits for the agent to report command id done, and returns
+// that status.
+func (c *coordinator) finished(t *testing.T, node, id string) *agentpb.CommandStatus {
+	t.Helper()
+	var st *agentpb.CommandStatus
+	waitFor(t, 5*time.Second, "command "+id+" to finish", func() bool {
+		st = c.status(t, node)
+		return st.GetCommandId() == id && st.GetState() != agentpb.CommandStatus_RUNNING
+	})
+	return st
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// fixture writes the smallest /sys and /proc the inventory accepts: one
+// CPU, one NIC with testMAC, one 20 GiB virtio disk vda.
+func fixture(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for p, content := range map[string]string{
+		"proc/cpuinfo":                     "processor\t: 0\nmodel name\t: Test CPU\n\n",
+		"proc/meminfo":                     "MemTotal:        4026152 kB\n",
+		"sys/block/vda/size":               "41943040\n",
+		"sys/block/vda/queue/rotational":   "0\n",
+		"sys/class/net/eth0/address":       testMAC + "\n",
+		"sys/class/net/eth0/carrier":       "1\n",
+		"sys/class/net/eth0/device/vendor": "0x1af4\n",
+	} {
+		writeFile(t, filepath.Join(root, p), []byte(content))
+	}
+	return root
+}
+
+func writeFile(t *testing.T, p string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a log sink tests read while the runner writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type agent struct {
+	*Runner
+	log     *syncBuffer
+	dev     string // the regular file standing in for /dev/vda
+	reboots chan bool
+	done    chan error
+	cancel  context.CancelFunc
+}
+
+// startAgent runs a Runner pinned to fingerprint against c, with /dev/vda
+// a 16 MiB file of 0xAA bytes, until the test ends.
+func startAgent(t *testing.T, c *coordinator, fingerprint string, onReboot func(poweroff bool)) *agent {
+	t.Helper()
+	devRoot := t.TempDir()
+	a := &agent{log: &syncBuffer{}, dev: filepath.Join(devRoot, "dev", "vda"), reboots: make(chan bool, 1), done: make(chan error, 1)}
+	writeFile(t, a.dev, bytes.Repeat([]byte{0xAA}, diskMiB<<20))
+	r, err := New(Config{
+		Coordinator:       c.addr,
+		CAFingerprint:     fingerprint,
+		Version:           "test-agent",
+		Root:              fixture(t),
+		DevRoot:           devRoot,
+		Logger:            slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		HeartbeatInterval: 100 * time.Millisecond,
+		BackoffMin:        20 * time.Millisecond,
+		BackoffMax:        100 * time.Millisecond,
+		CallTimeout:       2 * time.Second,
+		Reboot: func(_ context.Context, poweroff bool) error {
+			if onReboot != nil {
+				onReboot(poweroff)
+			}
+			a.reboots <- poweroff
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Runner = r
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	go func() { a.done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-a.done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return a
+}
+
+// imageServer serves img slowly enough (about 0.6 s) for heartbeats to
+// catch the write running.
+func imageServer(t *testing.T, img []byte) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(img)))
+		const chunk = 512 << 10
+		for off := 0; off < len(img); off += chunk {
+			if _, err := w.Write(img[off:min(off+chunk, len(img))]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(80 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestAgentAgainstCoordinator(t *testing.T) {
+	c := startCoordinator(t)
+	node := c.node(t, "wait call-back")
+	var atReboot *agentpb.CommandStatus
+	a := startAgent(t, c, c.ca.Fingerprint(), func(bool) { atReboot = c.status(t, node) })
+
+	// Lookup issues the token; heartbeats keep coming.
+	waitFor(t, 5*time.Second, "lookup", func() bool { _, found := c.session(t, node); return found })
+	s0, _ := c.session(t, node)
+	if s0.TokenHash == "" || s0.Version != "test-agent" {
+		t.Fatalf("session after lookup: %+v", s0)
+	}
+	waitFor(t, 2*time.Second, "a heartbeat", func() bool { s, _ := c.session(t, node); return s.LastHeartbeat.After(s0.LastHeartbeat) })
+
+	img := make([]byte, 4<<20)
+	rand.Read(img)
+	sum := sha256.Sum256(img)
+	digest := hex.EncodeToString(sum[:])
+	srv := imageServer(t, img)
+	write := func(id, checksum string) *agentpb.Command {
+		return &agentpb.Command{Id: id, Kind: &agentpb.Command_WriteImage{WriteImage: &agentpb.WriteImage{
+			Url: srv.URL + "/img.raw", Format: "raw", ChecksumAlgorithm: "sha256", Checksum: checksum,
+			SizeBytes: uint64(len(img)), RootDevice: &agentpb.RootDeviceHints{Hints: map[string]string{"name": "vda"}},
+		}}}
+	}
+
+	t.Run("WriteImage", func(t *testing.T) {
+		c.send(t, node, write("w1", digest))
+		waitFor(t, 5*time.Second, "progress of the running write", func() bool {
+			st := c.status(t, node)
+			return st.GetCommandId() == "w1" && st.GetState() == agentpb.CommandStatus_RUNNING &&
+				st.GetProgress().GetPhase() == "write" && st.GetProgress().GetBytesTotal() == uint64(len(img))
+		})
+		st := c.finished(t, node, "w1")
+		if st.GetState() != agentpb.CommandStatus_SUCCEEDED || st.GetProgress().GetBytesDone() != uint64(len(img)) {
+			t.Fatalf("w1: %v", st)
+		}
+		got, err := os.ReadFile(a.dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[:len(img)], img) || got[len(img)] != 0xAA {
+			t.Error("the disk does not hold the image (followed by what was there)")
+		}
+		n, _, err := c.st.GetNode(context.Background(), node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := n.DriverInternalInfo["agent_progress"].(map[string]any); p["command_id"] != "w1" {
+			t.Errorf("progress in driver_internal_info: %v", n.DriverInternalInfo)
+		}
+	})
+
+	t.Run("WriteImageWrongChecksum", func(t *testing.T) {
+		wrong := strings.Repeat("0", 64)
+		c.send(t, node, write("w2", wrong))
+		st := c.finished(t, node, "w2")
+		if st.GetState() != agentpb.CommandStatus_FAILED || !strings.Contains(st.GetError(), wrong) || !strings.Contains(st.GetError(), digest) {
+			t.Errorf("w2: %v", st)
+		}
+	})
+
+	t.Run("EraseMetadata", func(t *testing.T) {
+		c.send(t, node, &agentpb.Command{Id: "e1", Kind: &agentpb.Command_EraseMetadata{EraseMetadata: &agentpb.EraseMetadata{}}})
+		if st := c.finished(t, node, "e1"); st.GetState() != agentpb.CommandStatus_SUCCEEDED {
+			t.Fatalf("e1: %v", st)
+		}
+		got, err := os.ReadFile(a.dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zero := make([]byte, 1<<20)
+		if !bytes.Equal(got[:1<<20], zero) || !bytes.Equal(got[len(got)-1<<20:], zero) {
+			t.Error("first or last MiB not zeroed")
+		}
+		if got[8<<20] != 0xAA {
+			t.Error("metadata erase touched the middle of the disk")
+		}
+		c.send(t, node, &agentpb.Command{Id: "e2", Kind: &agentpb.Command_EraseMetadata{EraseMetadata: &agentpb.EraseMetadata{Disks: []string{"sdz"}}}})
+		if st := c.finished(t, node, "e2"); st.GetState() != agentpb.CommandStatus_FAILED || !strings.Contains(st.GetError(), "/dev/sdz is not in the inventory") {
+			t.Errorf("e2: %v", st)
+		}
+	})
+
+	t.Run("InventoryLogsConfigDrive", func(t *testing.T) {
+		c.send(t, node, &agentpb.Command{Id: "i1", Kind: &agentpb.Command_GetInventory{GetInventory: &agentpb.GetInventory{}}})
+		if st := c.finished(t, node, "i1"); len(st.GetInventory().GetDisks()) != 1 || st.GetInventory().GetDisks()[0].GetName() != "/dev/vda" {
+			t.Errorf("i1: %v", st)
+		}
+		c.send(t, node, &agentpb.Command{Id: "l1", Kind: &agentpb.Command_CollectLogs{CollectLogs: &agentpb.CollectLogs{}}})
+		st := c.finished(t, node, "l1")
+		logs := untar(t, st.GetLogs())["ingot-agent.log"]
+		if !strings.Contains(logs, "command_id=w1") {
+			t.Errorf("l1: collected logs %q", logs)
+		}
+		c.send(t, node, &agentpb.Command{Id: "d1", Kind: &agentpb.Command_InstallConfigDrive{InstallConfigDrive: &agentpb.InstallConfigDrive{}}})
+		if st := c.finished(t, node, "d1"); st.GetState() != agentpb.CommandStatus_FAILED || !strings.Contains(st.GetError(), "not supported yet") {
+			t.Errorf("d1: %v", st)
+		}
+	})
+
+	t.Run("PowerOff", func(t *testing.T) {
+		c.send(t, node, &agentpb.Command{Id: "p1", Kind: &agentpb.Command_PowerOff{PowerOff: &agentpb.PowerOff{}}})
+		select {
+		case poweroff := <-a.reboots:
+			if !poweroff {
+				t.Error("Reboot called with poweroff=false")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no power off")
+		}
+		if atReboot.GetCommandId() != "p1" || atReboot.GetState() != agentpb.CommandStatus_SUCCEEDED {
+			t.Errorf("when the node powered off, the coordinator knew: %v", atReboot)
+		}
+	})
+
+	t.Run("SessionEnds", func(t *testing.T) {
+		c.setState(t, node, "deploy failed")
+		waitFor(t, 5*time.Second, "the agent to look up again", func() bool {
+			return strings.Contains(a.log.String(), "code=FailedPrecondition")
+		})
+		time.Sleep(300 * time.Millisecond) // several retries
+		if n := strings.Count(a.log.String(), `level=WARN msg="lookup failed; retrying" code=FailedPrecondition`); n != 1 {
+			t.Errorf("the same lookup failure logged %d times at WARN, want once", n)
+		}
+		c.setState(t, node, "deploying")
+		waitFor(t, 5*time.Second, "a new session", func() bool { _, found := c.session(t, node); return found })
+	})
+
+	a.cancel()
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+		a.done <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if strings.Contains(a.log.String(), "Bearer") {
+		t.Error("the token reached the log")
+	}
+}
+
+// A server whose CA is not the pinned one gets no inventory: the
+// handshake fails, and the agent keeps retrying.
+func TestRefusesServerOfAnotherCA(t *testing.T) {
+	c := startCoordinator(t)
+	node := c.node(t, "wait call-back")
+	other, err := agentrpc.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, c, other.Fingerprint(), nil)
+	waitFor(t, 5*time.Second, "a retried handshake", func() bool { return c.accepts.Load() >= 2 })
+	if _, found := c.session(t, node); found {
+		t.Error("the agent looked its node up on a server it must not trust")
+	}
+	if l := a.log.String(); !strings.Contains(l, "pinned CA fingerprint") || strings.Count(l, "level=WARN") != 1 {
+		t.Errorf("log: %s", l)
+	}
+}
+
+// A second agent for a node whose token is issued stops with ErrNodeOwned.
+func TestAnotherAgentOwnsTheNode(t *testing.T) {
+	c := startCoordinator(t)
+	node := c.node(t, "clean wait")
+	startAgent(t, c, c.ca.Fingerprint(), nil)
+	waitFor(t, 5*time.Second, "lookup", func() bool { _, found := c.session(t, node); return found })
+	b := startAgent(t, c, c.ca.Fingerprint(), nil)
+	select {
+	case err := <-b.done:
+		if !errors.Is(err, ErrNodeOwned) {
+			t.Errorf("second agent: %v", err)
+		}
+		b.done <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second agent did not give up")
+	}
+}
