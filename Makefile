@@ -20,7 +20,7 @@ setup-demo:
 	@scripts/setup.sh demo
 
 build:
-	$(GO) build -o $(BIN)/ ./coordinator ./e2e/load
+	$(GO) build -o $(BIN)/ ./coordinator ./agent ./e2e/load ./e2e/vbmc/cmd/vbmc
 
 # The whole suite: unit tests, integration tests against real redis-server
 # processes, and the baremetal CLI against a real coordinator. Missing
