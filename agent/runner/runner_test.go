@@ -8,26 +8,21 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ingot/ingot/coordinator/agentrpc/agentrpctest"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ingot/ingot/coordinator/agentrpc"
-	"github.com/ingot/ingot/coordinator/redisproc"
 	"github.com/ingot/ingot/coordinator/store"
-	"github.com/ingot/ingot/pkg/api"
 	"github.com/ingot/ingot/proto/agentpb"
 )
 
@@ -37,82 +32,20 @@ const (
 )
 
 // coordinator is the real agent service, over TLS, on a real Redis.
-type coordinator struct {
-	st      *store.Store
-	ca      *agentrpc.CA
-	addr    string
-	accepts atomic.Int32 // TCP connections, to see retries that never reach an RPC
-}
-
-// countingListener counts accepted connections.
-type countingListener struct {
-	net.Listener
-	n *atomic.Int32
-}
-
-func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
-}
+// coordinator is the real agent service, with helpers for what these
+// tests check.
+type coordinator struct{ *agentrpctest.Env }
 
 func startCoordinator(t *testing.T) *coordinator {
 	t.Helper()
-	rs := redisproc.StartForTest(t)
-	st, err := store.Open(context.Background(), rs.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ca, err := agentrpc.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsCfg, err := ca.ServerTLS([]string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &coordinator{st: st, ca: ca}
-	g := agentrpc.New(agentrpc.Config{HeartbeatInterval: time.Second}, st).GRPCServer(credentials.NewTLS(tlsCfg))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agentrpc.Serve(ctx, g, countingListener{ln, &c.accepts}) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return c
+	return &coordinator{agentrpctest.Start(t, agentrpc.Config{HeartbeatInterval: time.Second})}
 }
 
-func (c *coordinator) node(t *testing.T, state string) string {
-	t.Helper()
-	n := &api.Node{UUID: uuid.NewString(), Driver: "fake-hardware", ProvisionState: state, CreatedAt: time.Now().UTC()}
-	if err := c.st.CreateNode(context.Background(), n, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.st.CreatePort(context.Background(), &api.Port{UUID: uuid.NewString(), Address: testMAC, NodeUUID: n.UUID, PXEEnabled: true, CreatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	return n.UUID
-}
-
-func (c *coordinator) setState(t *testing.T, node, state string) {
-	t.Helper()
-	if _, err := c.st.UpdateNode(context.Background(), node, "", func(n *api.Node, _ *store.Effects) error {
-		n.ProvisionState = state
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-}
+func (c *coordinator) node(t *testing.T, state string) string { return c.Node(t, state, testMAC) }
 
 func (c *coordinator) session(t *testing.T, node string) (store.AgentSession, bool) {
 	t.Helper()
-	s, found, err := c.st.AgentSessionOf(context.Background(), node)
+	s, found, err := c.Store.AgentSessionOf(context.Background(), node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +72,7 @@ func (c *coordinator) send(t *testing.T, node string, cmd *agentpb.Command) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.st.SetAgentCommand(context.Background(), node, raw); err != nil {
+	if err := c.Store.SetAgentCommand(context.Background(), node, raw); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -230,7 +163,7 @@ func startAgent(t *testing.T, c *coordinator, fingerprint string, onReboot func(
 	a := &agent{log: &syncBuffer{}, dev: filepath.Join(devRoot, "dev", "vda"), reboots: make(chan bool, 1), done: make(chan error, 1)}
 	writeFile(t, a.dev, bytes.Repeat([]byte{0xAA}, diskMiB<<20))
 	r, err := New(Config{
-		Coordinator:       c.addr,
+		Coordinator:       c.Addr,
 		CAFingerprint:     fingerprint,
 		Version:           "test-agent",
 		Root:              fixture(t),
@@ -289,7 +222,7 @@ func TestAgentAgainstCoordinator(t *testing.T) {
 	c := startCoordinator(t)
 	node := c.node(t, "wait call-back")
 	var atReboot *agentpb.CommandStatus
-	a := startAgent(t, c, c.ca.Fingerprint(), func(bool) { atReboot = c.status(t, node) })
+	a := startAgent(t, c, c.CA.Fingerprint(), func(bool) { atReboot = c.status(t, node) })
 
 	// Lookup issues the token; heartbeats keep coming.
 	waitFor(t, 5*time.Second, "lookup", func() bool { _, found := c.session(t, node); return found })
@@ -329,7 +262,7 @@ func TestAgentAgainstCoordinator(t *testing.T) {
 		if !bytes.Equal(got[:len(img)], img) || got[len(img)] != 0xAA {
 			t.Error("the disk does not hold the image (followed by what was there)")
 		}
-		n, _, err := c.st.GetNode(context.Background(), node)
+		n, _, err := c.Store.GetNode(context.Background(), node)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,7 +335,7 @@ func TestAgentAgainstCoordinator(t *testing.T) {
 	})
 
 	t.Run("SessionEnds", func(t *testing.T) {
-		c.setState(t, node, "deploy failed")
+		c.SetState(t, node, "deploy failed")
 		waitFor(t, 5*time.Second, "the agent to look up again", func() bool {
 			return strings.Contains(a.log.String(), "code=FailedPrecondition")
 		})
@@ -410,7 +343,7 @@ func TestAgentAgainstCoordinator(t *testing.T) {
 		if n := strings.Count(a.log.String(), `level=WARN msg="lookup failed; retrying" code=FailedPrecondition`); n != 1 {
 			t.Errorf("the same lookup failure logged %d times at WARN, want once", n)
 		}
-		c.setState(t, node, "deploying")
+		c.SetState(t, node, "deploying")
 		waitFor(t, 5*time.Second, "a new session", func() bool { _, found := c.session(t, node); return found })
 	})
 
@@ -439,7 +372,7 @@ func TestRefusesServerOfAnotherCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startAgent(t, c, other.Fingerprint(), nil)
-	waitFor(t, 5*time.Second, "a retried handshake", func() bool { return c.accepts.Load() >= 2 })
+	waitFor(t, 5*time.Second, "a retried handshake", func() bool { return c.Accepts.Load() >= 2 })
 	if _, found := c.session(t, node); found {
 		t.Error("the agent looked its node up on a server it must not trust")
 	}
@@ -452,9 +385,9 @@ func TestRefusesServerOfAnotherCA(t *testing.T) {
 func TestAnotherAgentOwnsTheNode(t *testing.T) {
 	c := startCoordinator(t)
 	node := c.node(t, "clean wait")
-	startAgent(t, c, c.ca.Fingerprint(), nil)
+	startAgent(t, c, c.CA.Fingerprint(), nil)
 	waitFor(t, 5*time.Second, "lookup", func() bool { _, found := c.session(t, node); return found })
-	b := startAgent(t, c, c.ca.Fingerprint(), nil)
+	b := startAgent(t, c, c.CA.Fingerprint(), nil)
 	select {
 	case err := <-b.done:
 		if !errors.Is(err, ErrNodeOwned) {

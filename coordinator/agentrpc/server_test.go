@@ -3,11 +3,10 @@ package agentrpc_test
 import (
 	"context"
 	"crypto/tls"
-	"net"
+	"github.com/ingot/ingot/coordinator/agentrpc/agentrpctest"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -16,66 +15,28 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ingot/ingot/coordinator/agentrpc"
-	"github.com/ingot/ingot/coordinator/redisproc"
-	"github.com/ingot/ingot/coordinator/store"
-	"github.com/ingot/ingot/pkg/api"
 	"github.com/ingot/ingot/proto/agentpb"
 )
 
 type env struct {
-	st     *store.Store
+	*agentrpctest.Env
 	client agentpb.AgentClient
-	ca     *agentrpc.CA
-	addr   string
 }
 
 // start serves the agent service over TLS on loopback, with a real Redis,
 // and returns a client that trusts only the coordinator's CA.
 func start(t *testing.T) *env {
 	t.Helper()
-	rs := redisproc.StartForTest(t)
-	st, err := store.Open(context.Background(), rs.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	ca, err := agentrpc.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsCfg, err := ca.ServerTLS([]string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := agentrpc.New(agentrpc.Config{HeartbeatInterval: 2 * time.Second}, st)
-	g := srv.GRPCServer(credentials.NewTLS(tlsCfg))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- agentrpc.Serve(ctx, g, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})))
+	e := agentrpctest.Start(t, agentrpc.Config{HeartbeatInterval: 2 * time.Second})
+	conn, err := grpc.NewClient(e.Addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: e.CA.Pool(), ServerName: "127.0.0.1"})))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{st: st, client: agentpb.NewAgentClient(conn), ca: ca, addr: ln.Addr().String()}
+	return &env{Env: e, client: agentpb.NewAgentClient(conn)}
 }
 
-func (e *env) node(t *testing.T, state, mac string) string {
-	t.Helper()
-	n := &api.Node{UUID: uuid.NewString(), Driver: "fake-hardware", ProvisionState: state, CreatedAt: time.Now().UTC()}
-	if err := e.st.CreateNode(context.Background(), n, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.st.CreatePort(context.Background(), &api.Port{UUID: uuid.NewString(), Address: mac, NodeUUID: n.UUID, PXEEnabled: true, CreatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	return n.UUID
-}
+func (e *env) node(t *testing.T, state, mac string) string { return e.Node(t, state, mac) }
 
 func lookup(macs ...string) *agentpb.LookupRequest {
 	inv := &agentpb.Inventory{}
@@ -120,7 +81,7 @@ func TestLookupIssuesTokenOnce(t *testing.T) {
 		t.Errorf("empty lookup: %v", err)
 	}
 	// The token is stored only as a hash.
-	sess, found, err := e.st.AgentSessionOf(ctx, id)
+	sess, found, err := e.Store.AgentSessionOf(ctx, id)
 	if err != nil || !found || sess.TokenHash == resp.GetAgentToken() || sess.Version != "test-1" {
 		t.Errorf("session %+v %v %v", sess, found, err)
 	}
@@ -175,7 +136,7 @@ func TestCommandsAndProgress(t *testing.T) {
 	}
 	cmd := &agentpb.Command{Id: "c1", Kind: &agentpb.Command_WriteImage{WriteImage: &agentpb.WriteImage{Url: "http://192.0.2.1/img.raw", Format: "raw"}}}
 	raw, _ := proto.Marshal(cmd)
-	if err := e.st.SetAgentCommand(ctx, id, raw); err != nil {
+	if err := e.Store.SetAgentCommand(ctx, id, raw); err != nil {
 		t.Fatal(err)
 	}
 	hb, err = e.client.Heartbeat(actx, &agentpb.HeartbeatRequest{NodeUuid: id})
@@ -188,7 +149,7 @@ func TestCommandsAndProgress(t *testing.T) {
 	if err != nil || hb.GetCommand() != nil {
 		t.Fatalf("once started, the command is not repeated: %v %v", hb, err)
 	}
-	n, _, err := e.st.GetNode(ctx, id)
+	n, _, err := e.Store.GetNode(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,21 +160,11 @@ func TestCommandsAndProgress(t *testing.T) {
 
 	// Leaving the agent's states ends the session: the token dies with it
 	// and the next agent may look the node up.
-	if _, err := e.st.UpdateNode(ctx, id, "", func(n *api.Node, _ *store.Effects) error {
-		n.ProvisionState = "deploy failed"
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.SetState(t, id, "deploy failed")
 	if _, err := e.client.Heartbeat(actx, &agentpb.HeartbeatRequest{NodeUuid: id}); code(err) != codes.Unauthenticated {
 		t.Errorf("heartbeat after the session ended: %v", err)
 	}
-	if _, err := e.st.UpdateNode(ctx, id, "", func(n *api.Node, _ *store.Effects) error {
-		n.ProvisionState = "deploying"
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.SetState(t, id, "deploying")
 	if _, err := e.client.Lookup(ctx, lookup("52:54:00:00:03:01")); err != nil {
 		t.Errorf("lookup by a new agent: %v", err)
 	}
@@ -226,7 +177,7 @@ func TestOnlyTheCATrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(e.addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: other.Pool(), ServerName: "127.0.0.1"})))
+	conn, err := grpc.NewClient(e.Addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: other.Pool(), ServerName: "127.0.0.1"})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,8 +186,8 @@ func TestOnlyTheCATrusted(t *testing.T) {
 	if _, err := agentpb.NewAgentClient(conn).Lookup(context.Background(), lookup("52:54:00:00:04:01")); code(err) != codes.Unavailable {
 		t.Errorf("lookup to a server of another CA: %v, want a failed handshake", err)
 	}
-	if other.Fingerprint() == e.ca.Fingerprint() || len(e.ca.Fingerprint()) != 64 {
-		t.Errorf("fingerprints %s %s", other.Fingerprint(), e.ca.Fingerprint())
+	if other.Fingerprint() == e.CA.Fingerprint() || len(e.CA.Fingerprint()) != 64 {
+		t.Errorf("fingerprints %s %s", other.Fingerprint(), e.CA.Fingerprint())
 	}
 	// Reloading the same directory gives the same CA.
 	dir := t.TempDir()
