@@ -1,11 +1,12 @@
 // Package imagecache is the coordinator's deploy-image cache. A node's
 // image_source (an http(s) URL, or a file under the coordinator's image
 // directory) is fetched once, verified against its checksum while it
-// streams, converted from qcow2 to raw if need be, and kept as a raw file
-// that the HTTP boot server hands to every agent deploying it. Concurrent
-// requests for one image share one download; the cache is bounded in
-// bytes and evicts the least recently used images; a restarted
-// coordinator reuses what it had.
+// streams, converted from qcow2 to raw if need be, and kept as a file that
+// the HTTP boot server hands to every agent deploying it: a raw image, or
+// a zstd-compressed raw image kept compressed, as downloaded, which the
+// agent decompresses as it writes. Concurrent requests for one image share
+// one download; the cache is bounded in bytes and evicts the least
+// recently used images; a restarted coordinator reuses what it had.
 //
 // MaxBytes should hold at least the images being deployed at once: an
 // image handed out by Get can be evicted by later Gets before every agent
@@ -35,18 +36,30 @@ import (
 // when it is alone there.
 var ErrTooLarge = errors.New("image is larger than the image cache")
 
+// ErrRawTooLarge is returned for a zstd image that decompresses to more
+// than Config.MaxRawBytes.
+var ErrRawTooLarge = errors.New("decompressed image is larger than the image cache allows")
+
 // ErrOutsideImageDir is returned for a file image source that is not under
 // the coordinator's image directory.
 var ErrOutsideImageDir = errors.New("image path is outside the image directory")
 
 // Config configures a Cache.
 type Config struct {
-	// Dir holds the cached raw images, their metadata and downloads in
+	// Dir holds the cached images, their metadata and downloads in
 	// progress. It is created if missing.
 	Dir string
-	// MaxBytes bounds the total size of the cached images; least recently
-	// used images are evicted to stay under it. 0 means no bound.
+	// MaxBytes bounds the total size of the cached image files (a zstd
+	// image counts compressed); least recently used images are evicted to
+	// stay under it. 0 means no bound.
 	MaxBytes int64
+	// MaxRawBytes bounds the decompressed size of a zstd image. The cache
+	// decompresses each one once, as it downloads, to learn the digest of
+	// the raw image the agent verifies; without a bound a small crafted
+	// file (a zstd bomb) keeps that pass hashing for as long as it likes.
+	// Set it to the largest image a disk can take. Raw and qcow2 images
+	// are stored raw, so MaxBytes already bounds them. 0 means no bound.
+	MaxRawBytes int64
 	// ImageDir is the root for file-path image sources; paths outside it
 	// are refused. Empty refuses every file source.
 	ImageDir string
@@ -74,18 +87,40 @@ type Source struct {
 	// HashAlgo and HashValue are image_os_hash_algo and
 	// image_os_hash_value; when given they are used instead of Checksum.
 	HashAlgo, HashValue string
-	// DiskFormat is image_disk_format: "raw", "qcow2", or "" to tell by
-	// the image's first bytes. A declared format that the image's bytes
-	// contradict is refused.
+	// DiskFormat is image_disk_format: "raw", "qcow2", "zstd", or "" to
+	// tell by the image's first bytes. A declared format that the image's
+	// bytes contradict is refused, except that "raw" also accepts a zstd
+	// image: it is a compressed raw image, and it is served as such.
 	DiskFormat string
 }
 
-// Entry is a cached raw image.
+// Formats of the cached image files, as Entry.Format tells them. They are
+// the agent's WriteImage formats of the same names.
+const (
+	FormatRaw  = "raw"
+	FormatZstd = "zstd" // a zstd-compressed raw image
+)
+
+// formatQcow2 is an image as fetched, never as cached: it is converted.
+const formatQcow2 = "qcow2"
+
+// Entry is a cached image.
 type Entry struct {
-	Name   string // file name in Dir, served at /images/cache/{Name}
-	Path   string // absolute path of the file
-	Size   int64
-	SHA256 string // hex digest of the raw file, for the agent to verify
+	// Name is the file name in Dir, served at /images/cache/{Name}. It
+	// ends in ".raw" whatever the format: Format, not the name, tells
+	// the agent how to read the file.
+	Name string
+	Path string // absolute path of the file
+	// Format is what the file holds: FormatRaw, or FormatZstd for a raw
+	// image compressed with zstd.
+	Format string
+	Size   int64 // of the file: what is served, and counted in MaxBytes
+	// RawSize is the size of the raw image, decompressed; it is Size for
+	// a raw image.
+	RawSize int64
+	// SHA256 is the hex digest of the raw image (decompressed), which the
+	// agent verifies as it writes it.
+	SHA256 string
 }
 
 // Stats is a snapshot of the cache's counters.
@@ -103,13 +138,14 @@ type Stats struct {
 
 // Cache is the image cache. It is safe for concurrent use.
 type Cache struct {
-	dir      string
-	imageDir string
-	maxBytes int64
-	qemuImg  string
-	allowMD5 bool
-	client   *http.Client
-	log      *slog.Logger
+	dir         string
+	imageDir    string
+	maxBytes    int64
+	maxRawBytes int64
+	qemuImg     string
+	allowMD5    bool
+	client      *http.Client
+	log         *slog.Logger
 
 	mu      sync.Mutex
 	lru     *lru
@@ -133,11 +169,16 @@ const (
 )
 
 // meta is kept next to each cached image, so that a restarted coordinator
-// knows the image's digest without reading it again.
+// knows the image's digest without reading it again (for a zstd image,
+// without decompressing it again).
 type meta struct {
 	Source string `json:"source"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Format and RawSize are missing from the metadata of older versions,
+	// which cached raw images only.
+	Format  string `json:"format"`
+	RawSize int64  `json:"raw_size"`
 }
 
 // New opens the cache in cfg.Dir, taking over the images already there
@@ -154,14 +195,15 @@ func New(cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("imagecache: %w", err)
 	}
 	c := &Cache{
-		dir:      dir,
-		maxBytes: cfg.MaxBytes,
-		qemuImg:  cfg.QemuImg,
-		allowMD5: cfg.AllowMD5,
-		client:   cfg.HTTPClient,
-		log:      cfg.Logger,
-		lru:      newLRU(),
-		flights:  make(map[string]*flight),
+		dir:         dir,
+		maxBytes:    cfg.MaxBytes,
+		maxRawBytes: cfg.MaxRawBytes,
+		qemuImg:     cfg.QemuImg,
+		allowMD5:    cfg.AllowMD5,
+		client:      cfg.HTTPClient,
+		log:         cfg.Logger,
+		lru:         newLRU(),
+		flights:     make(map[string]*flight),
 	}
 	if cfg.ImageDir != "" {
 		if c.imageDir, err = filepath.Abs(cfg.ImageDir); err != nil {
@@ -257,7 +299,23 @@ func (c *Cache) loadEntry(metaName, rawName string) (Entry, time.Time, error) {
 	if !fi.Mode().IsRegular() || fi.Size() != m.Size {
 		return Entry{}, time.Time{}, fmt.Errorf("size %d, metadata says %d", fi.Size(), m.Size)
 	}
-	return Entry{Name: rawName, Path: path, Size: m.Size, SHA256: m.SHA256}, fi.ModTime(), nil
+	e := Entry{Name: rawName, Path: path, Format: m.Format, Size: m.Size, RawSize: m.RawSize, SHA256: m.SHA256}
+	switch m.Format {
+	case "", FormatRaw:
+		if m.RawSize != 0 && m.RawSize != m.Size {
+			return Entry{}, time.Time{}, fmt.Errorf("metadata: raw image of %d bytes has a raw size of %d", m.Size, m.RawSize)
+		}
+		e.Format, e.RawSize = FormatRaw, m.Size
+	case FormatZstd:
+		if m.RawSize < 0 {
+			return Entry{}, time.Time{}, fmt.Errorf("metadata: bad raw size %d", m.RawSize)
+		}
+	default:
+		// Written by a newer version: serving it under a format we do
+		// not know would hand agents bytes they cannot verify.
+		return Entry{}, time.Time{}, fmt.Errorf("metadata: unknown format %q", m.Format)
+	}
+	return e, fi.ModTime(), nil
 }
 
 func (c *Cache) removeFile(name string) {
@@ -266,7 +324,7 @@ func (c *Cache) removeFile(name string) {
 	}
 }
 
-// Get returns the cached raw image for src, fetching it first if need be.
+// Get returns the cached image for src, fetching it first if need be.
 // Gets for the same image while it is being fetched wait for that one
 // fetch. A caller whose ctx ends stops waiting; the fetch itself is
 // aborted only when no caller waits for it any more.
@@ -344,8 +402,9 @@ func (c *Cache) run(ctx context.Context, o origin, f *flight) {
 	if err != nil {
 		c.log.Warn("image fetch failed", "image", o.display, "err", err)
 	} else {
-		c.log.Info("image cached", "image", o.display, "file", e.Name, "bytes", e.Size,
-			"converted", fe.converted, "took", time.Since(start).Round(time.Millisecond))
+		c.log.Info("image cached", "image", o.display, "file", e.Name, "format", e.Format,
+			"bytes", e.Size, "raw_bytes", e.RawSize, "converted", fe.converted,
+			"took", time.Since(start).Round(time.Millisecond))
 	}
 	f.entry, f.err = e, err
 	close(f.done)
@@ -355,8 +414,9 @@ func (c *Cache) run(ctx context.Context, o origin, f *flight) {
 // evicts to stay under the bound. The metadata is renamed last: an image
 // without it is not an entry, so a crash in between leaves no half entry.
 func (c *Cache) commitLocked(o origin, fe fetched) (Entry, error) {
-	e := Entry{Name: o.name, Path: filepath.Join(c.dir, o.name), Size: fe.size, SHA256: fe.sha256}
-	b, err := json.Marshal(meta{Source: o.display, Size: e.Size, SHA256: e.SHA256})
+	e := Entry{Name: o.name, Path: filepath.Join(c.dir, o.name), Format: fe.format,
+		Size: fe.size, RawSize: fe.rawSize, SHA256: fe.sha256}
+	b, err := json.Marshal(meta{Source: o.display, Size: e.Size, SHA256: e.SHA256, Format: e.Format, RawSize: e.RawSize})
 	if err == nil {
 		err = os.Rename(fe.path, e.Path)
 	}

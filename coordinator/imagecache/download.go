@@ -17,8 +17,35 @@ import (
 	"strings"
 )
 
-// qcow2Magic starts every qcow2 image.
-const qcow2Magic = "QFI\xfb"
+// Magic numbers that start the image formats told by their first bytes.
+const (
+	qcow2Magic = "QFI\xfb"
+	zstdMagic  = "\x28\xb5\x2f\xfd" // RFC 8878, section 3.1.1
+)
+
+// magicLen is how many bytes tell an image's format.
+const magicLen = 4
+
+// detectFormat tells an image's format by its first bytes; anything not
+// recognised is raw.
+func detectFormat(head []byte) string {
+	switch string(head) {
+	case qcow2Magic:
+		return formatQcow2
+	case zstdMagic:
+		return FormatZstd
+	}
+	return FormatRaw
+}
+
+// formatAllowed reports whether an image whose bytes are in format got may
+// be taken for one declared as declared ("" declares nothing).
+func formatAllowed(declared, got string) bool {
+	// zstd holds a raw image, which the agent writes as it decompresses,
+	// so a compressed raw image is still the raw image declared; no tool
+	// probes it for a disk format, the risk the check guards against.
+	return declared == "" || declared == got || (declared == FormatRaw && got == FormatZstd)
+}
 
 // origin is a Source resolved: where its bytes come from, what they must
 // hash to, and the name of the cache entry they become.
@@ -28,7 +55,7 @@ type origin struct {
 	display string // for logs and errors: no credentials in it
 	want    digest
 	hasWant bool
-	format  string // "raw", "qcow2", or "" to detect
+	format  string // declared: "raw", "qcow2", "zstd", or "" to detect
 	name    string // cache file name
 }
 
@@ -45,10 +72,10 @@ func (c *Cache) resolve(src Source) (origin, error) {
 		return origin{}, err
 	}
 	switch f := strings.ToLower(strings.TrimSpace(src.DiskFormat)); f {
-	case "", "raw", "qcow2":
+	case "", FormatRaw, formatQcow2, FormatZstd:
 		o.format = f
 	default:
-		return origin{}, fmt.Errorf("image disk format %q is not supported (raw, qcow2)", src.DiskFormat)
+		return origin{}, fmt.Errorf("image disk format %q is not supported (raw, qcow2, zstd)", src.DiskFormat)
 	}
 	source := strings.TrimSpace(src.URL)
 	lower := strings.ToLower(source)
@@ -125,13 +152,15 @@ func entryName(kind, id string, o origin) string {
 // fetched is an image fetched into a partial file, ready to be committed.
 type fetched struct {
 	path      string
+	format    string // FormatRaw or FormatZstd
 	size      int64
-	sha256    string
+	rawSize   int64
+	sha256    string // of the raw image
 	converted bool
 }
 
 // fetch reads o into a partial file in the cache directory, verified and
-// raw. On error nothing is left behind.
+// raw or zstd. On error nothing is left behind.
 func (c *Cache) fetch(ctx context.Context, o origin) (fetched, error) {
 	var (
 		r    io.ReadCloser
@@ -147,12 +176,12 @@ func (c *Cache) fetch(ctx context.Context, o origin) (fetched, error) {
 		return fetched{}, err
 	}
 	defer r.Close()
-	in, err := c.ingest(o, r, size)
+	in, err := c.ingest(ctx, o, r, size)
 	if err != nil {
 		return fetched{}, err
 	}
-	if in.format == "raw" {
-		return fetched{path: in.path, size: in.size, sha256: in.sha256}, nil
+	if in.format != formatQcow2 {
+		return fetched{path: in.path, format: in.format, size: in.size, rawSize: in.rawSize, sha256: in.sha256}, nil
 	}
 	raw, err := c.toRaw(ctx, o, in.path)
 	os.Remove(in.path)
@@ -164,7 +193,7 @@ func (c *Cache) fetch(ctx context.Context, o origin) (fetched, error) {
 		os.Remove(raw)
 		return fetched{}, fmt.Errorf("image %s: hashing the converted image: %w", o.display, err)
 	}
-	return fetched{path: raw, size: n, sha256: sum, converted: true}, nil
+	return fetched{path: raw, format: FormatRaw, size: n, rawSize: n, sha256: sum, converted: true}, nil
 }
 
 func (c *Cache) openRemote(ctx context.Context, o origin) (io.ReadCloser, int64, error) {
@@ -187,7 +216,7 @@ func (c *Cache) openRemote(ctx context.Context, o origin) (io.ReadCloser, int64,
 		resp.Body.Close()
 		return nil, 0, fmt.Errorf("downloading image %s: server answered %s", o.display, resp.Status)
 	}
-	if c.maxBytes > 0 && resp.ContentLength > c.downloadLimit(o) {
+	if c.maxBytes > 0 && resp.ContentLength > c.downloadLimit(o.format) {
 		resp.Body.Close()
 		return nil, 0, fmt.Errorf("image %s: %d bytes: %w (%d bytes)", o.display, resp.ContentLength, ErrTooLarge, c.maxBytes)
 	}
@@ -207,14 +236,16 @@ func (c *Cache) openLocal(ctx context.Context, o origin) (io.ReadCloser, int64, 
 	return ctxReadCloser{ctx, f}, fi.Size(), nil
 }
 
-// downloadLimit is how many bytes of o are read before giving up. A qcow2
-// image may be slightly larger than the raw image it holds (its metadata),
-// so it gets some slack; its raw size is checked before conversion.
-func (c *Cache) downloadLimit(o origin) int64 {
+// downloadLimit is how many bytes of an image in format ("" while it is
+// not known) are read before giving up, or -1 for no limit. Raw and zstd
+// images are cached as read, so they must fit as they are. A qcow2 image
+// may be slightly larger than the raw image it holds (its metadata), so it
+// gets some slack; its raw size is checked before conversion.
+func (c *Cache) downloadLimit(format string) int64 {
 	if c.maxBytes <= 0 {
 		return -1
 	}
-	if o.format == "raw" {
+	if format == FormatRaw || format == FormatZstd {
 		return c.maxBytes
 	}
 	return c.maxBytes + c.maxBytes/16 + 1<<20
@@ -222,10 +253,11 @@ func (c *Cache) downloadLimit(o origin) int64 {
 
 // ingested is an image as read, before any conversion.
 type ingested struct {
-	path   string
-	size   int64
-	format string // "raw" or "qcow2", from the image's first bytes
-	sha256 string // of a raw image; empty for qcow2
+	path    string
+	size    int64
+	format  string // FormatRaw, FormatZstd or formatQcow2, from the first bytes
+	rawSize int64  // decompressed, for raw and zstd
+	sha256  string // of the raw image, for raw and zstd; empty for qcow2
 }
 
 // copyBufSize is the size of the buffer between the network and the
@@ -233,24 +265,24 @@ type ingested struct {
 const copyBufSize = 256 << 10
 
 // ingest streams r into a partial file, checking it in the same pass: its
-// digest against o.want, its length against size (-1 if unknown), and,
-// for a raw image, its sha256 for the agent. Nothing is re-read.
-func (c *Cache) ingest(o origin, r io.Reader, size int64) (ingested, error) {
-	// The first bytes tell the format, and so whether a sha256 of these
-	// very bytes is wanted (a qcow2 is hashed after conversion instead).
-	var magic [len(qcow2Magic)]byte
+// digest against o.want, its length against size (-1 if unknown), and the
+// sha256 and size of the raw image for the agent: those of the bytes read
+// for a raw image, of their decompression for a zstd one. Nothing is
+// re-read.
+func (c *Cache) ingest(ctx context.Context, o origin, r io.Reader, size int64) (ingested, error) {
+	// The first bytes tell the format, and so which sha256 is wanted: of
+	// these very bytes, of their decompression, or (for a qcow2) of the
+	// conversion that follows.
+	var magic [magicLen]byte
 	k, err := io.ReadFull(r, magic[:])
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return ingested{}, fmt.Errorf("reading image %s: %w", o.display, err)
 	}
-	in := ingested{format: "raw"}
-	if string(magic[:k]) == qcow2Magic {
-		in.format = "qcow2"
-	}
+	in := ingested{format: detectFormat(magic[:k])}
 	// Ironic refuses images whose bytes contradict their declared format
 	// (CVE-2024-44082): a qcow2 written to a disk as if raw, or the other
 	// way round, is never what the operator meant.
-	if o.format != "" && o.format != in.format {
+	if !formatAllowed(o.format, in.format) {
 		return ingested{}, fmt.Errorf("image %s: declared %s but its content is %s", o.display, o.format, in.format)
 	}
 
@@ -268,18 +300,25 @@ func (c *Cache) ingest(o origin, r io.Reader, size int64) (ingested, error) {
 	writers := []io.Writer{f}
 	var check, raw256 hash.Hash
 	if o.hasWant {
+		// The operator's digest is of the image as published, so of the
+		// compressed bytes for a zstd image.
 		check = o.want.newHash()
 		writers = append(writers, check)
 	}
-	if in.format == "raw" {
+	var unzstd *zstdHasher
+	switch in.format {
+	case FormatRaw:
 		if check != nil && o.want.algo == "sha256" {
 			raw256 = check // one hash serves both
 		} else {
 			raw256 = sha256.New()
 			writers = append(writers, raw256)
 		}
+	case FormatZstd:
+		unzstd = newZstdHasher(ctx, c.maxRawBytes)
+		writers = append(writers, unzstd)
 	}
-	limit := c.downloadLimit(o)
+	limit := c.downloadLimit(in.format)
 	readMax := int64(math.MaxInt64)
 	if limit >= 0 {
 		readMax = limit + 1 // one more byte shows excess
@@ -288,22 +327,42 @@ func (c *Cache) ingest(o origin, r io.Reader, size int64) (ingested, error) {
 	// bypass our larger buffer.
 	src := io.LimitReader(io.MultiReader(bytes.NewReader(magic[:k]), r), readMax)
 	n, err := io.CopyBuffer(io.MultiWriter(writers...), src, make([]byte, copyBufSize))
+	var zerr error
+	if unzstd != nil {
+		// Always waited for, so that no decoder outlives the fetch.
+		in.sha256, in.rawSize, zerr = unzstd.finish(err)
+	}
 	switch {
+	case errors.Is(err, errZstdStopped):
+		// The decoder gave up before the download ended (a corrupt stream,
+		// a zstd bomb): its reason is the one to give, and the rest of the
+		// image is not worth reading.
+		if zerr == nil {
+			zerr = errors.New("the zstd decoder stopped before the end of the image")
+		}
+		return fail(fmt.Errorf("image %s: %w", o.display, zerr))
 	case err != nil && size >= 0:
 		// Among others the unexpected EOF of a body cut short: never
 		// taken for the end of the image.
 		return fail(fmt.Errorf("reading image %s: cut short after %d of %d bytes: %w", o.display, n, size, err))
 	case err != nil:
 		return fail(fmt.Errorf("reading image %s: cut short after %d bytes: %w", o.display, n, err))
+	case limit >= 0 && n > limit:
+		// Before the length check: reading stopped at the limit, short
+		// of a Content-Length the limit for qcow2 let through.
+		return fail(fmt.Errorf("image %s: over %d bytes: %w (%d bytes)", o.display, limit, ErrTooLarge, c.maxBytes))
 	case size >= 0 && n != size:
 		return fail(fmt.Errorf("reading image %s: truncated: %d bytes of %d", o.display, n, size))
-	case limit >= 0 && n > limit:
-		return fail(fmt.Errorf("image %s: over %d bytes: %w (%d bytes)", o.display, limit, ErrTooLarge, c.maxBytes))
 	}
+	// A checksum mismatch comes before a decompression error: it says that
+	// the image read is not the one published, which would explain it.
 	if check != nil {
 		if got := hex.EncodeToString(check.Sum(nil)); got != o.want.hex {
 			return fail(fmt.Errorf("image %s: %w", o.display, &ChecksumError{Algo: o.want.algo, Expected: o.want.hex, Actual: got}))
 		}
+	}
+	if zerr != nil {
+		return fail(fmt.Errorf("image %s: %w", o.display, zerr))
 	}
 	// Synced before it is committed: the metadata written next to it
 	// vouches for its content after a crash.
@@ -317,6 +376,7 @@ func (c *Cache) ingest(o origin, r io.Reader, size int64) (ingested, error) {
 	in.size = n
 	if raw256 != nil {
 		in.sha256 = hex.EncodeToString(raw256.Sum(nil))
+		in.rawSize = n
 	}
 	return in, nil
 }
