@@ -5,7 +5,7 @@
 set -euo pipefail
 
 profile=${1:-test}
-pkgs_test=(gcc iproute2 redis-server python3-ironicclient ipmitool qemu-system-x86 qemu-utils ipxe curl busybox gdisk fdisk)
+pkgs_test=(gcc iproute2 redis-server python3-ironicclient ipmitool qemu-system-x86 qemu-utils ipxe curl busybox gdisk fdisk syslinux syslinux-common mtools dosfstools genisoimage)
 pkgs_demo=(redis-server python3-ironicclient qemu-system-x86 qemu-utils ipxe ipxe-qemu ipmitool syslinux syslinux-common mtools protobuf-compiler)
 
 case "$profile" in

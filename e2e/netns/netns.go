@@ -79,6 +79,20 @@ func (ns *NS) Tap(name, bridge string) {
 	ns.IP("link", "set", name, "master", bridge, "up")
 }
 
+// Veth links the host to the namespace with a veth pair: host (a name
+// unique on the host) gets hostCIDR, inner (inside the namespace) gets
+// nsCIDR. Use TEST-NET addresses (198.51.100.0/24). The pair goes away
+// with the namespace.
+func (ns *NS) Veth(host, hostCIDR, inner, nsCIDR string) {
+	ns.t.Helper()
+	exec.Command("ip", "link", "del", host).Run() // a leftover of a killed run
+	ns.mustIP("link", "add", host, "type", "veth", "peer", "name", inner, "netns", ns.Name)
+	ns.mustIP("addr", "add", hostCIDR, "dev", host)
+	ns.mustIP("link", "set", host, "up")
+	ns.IP("addr", "add", nsCIDR, "dev", inner)
+	ns.IP("link", "set", inner, "up")
+}
+
 // Command returns cmd to run inside the namespace.
 func (ns *NS) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
