@@ -1,9 +1,12 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 
@@ -57,7 +60,7 @@ func (r *Runner) execute(ctx context.Context, cmd *agentpb.Command) (result func
 	case *agentpb.Command_WriteImage:
 		return nil, nil, r.writeImage(ctx, k.WriteImage)
 	case *agentpb.Command_InstallConfigDrive:
-		return nil, nil, fmt.Errorf("install_config_drive: %w", errNotSupported)
+		return nil, nil, r.installConfigDrive(ctx, k.InstallConfigDrive)
 	case *agentpb.Command_CollectLogs:
 		logs, err := r.logs.tarGz("ingot-agent.log", r.cfg.now())
 		if err != nil {
@@ -157,14 +160,25 @@ func (r *Runner) fullErase(ctx context.Context, names []string) error {
 	return nil
 }
 
-func (r *Runner) writeImage(ctx context.Context, w *agentpb.WriteImage) error {
+// rootDisk is the disk the root device hints pick. The image and its
+// config drive are sent the same hints and both go through here, so they
+// land on the same disk.
+func (r *Runner) rootDisk(hints *agentpb.RootDeviceHints) (*agentpb.Disk, error) {
 	inv, err := inventory.Collect(r.cfg.Root)
 	if err != nil {
-		return fmt.Errorf("collect inventory: %w", err)
+		return nil, fmt.Errorf("collect inventory: %w", err)
 	}
-	target, err := disk.Match(inv.GetDisks(), w.GetRootDevice().GetHints())
+	target, err := disk.Match(inv.GetDisks(), hints.GetHints())
 	if err != nil {
-		return fmt.Errorf("choose the target disk: %w", err)
+		return nil, fmt.Errorf("choose the target disk: %w", err)
+	}
+	return target, nil
+}
+
+func (r *Runner) writeImage(ctx context.Context, w *agentpb.WriteImage) error {
+	target, err := r.rootDisk(w.GetRootDevice())
+	if err != nil {
+		return err
 	}
 	// imagewrite reports after each buffer written, which on a slow link
 	// can take a while: say at once what is being done and how much.
@@ -190,6 +204,72 @@ func (r *Runner) writeImage(ctx context.Context, w *agentpb.WriteImage) error {
 	r.log.InfoContext(ctx, "image written", "target", target.GetName(), "bytes", res.Written+res.Skipped,
 		"digest", res.Digest, "duration", res.Duration, "direct_io", res.Direct)
 	return nil
+}
+
+// maxConfigDrive is Ironic's limit on a config drive: what the
+// coordinator sends or a URL serves is held in memory, so it is enforced
+// before reading more.
+const maxConfigDrive = 64 << 20
+
+// phaseConfigDrive is the progress phase while a config drive is fetched
+// and written: it is small, so there is no byte count worth reporting.
+const phaseConfigDrive = "config drive"
+
+func (r *Runner) installConfigDrive(ctx context.Context, c *agentpb.InstallConfigDrive) error {
+	target, err := r.rootDisk(c.GetRootDevice())
+	if err != nil {
+		return fmt.Errorf("install config drive: %w", err)
+	}
+	r.track.progress(&agentpb.Progress{Phase: phaseConfigDrive})
+	var iso []byte
+	switch src := c.GetSource().(type) {
+	case *agentpb.InstallConfigDrive_Iso:
+		iso = src.Iso
+	case *agentpb.InstallConfigDrive_Url:
+		if iso, err = r.downloadConfigDrive(ctx, src.Url); err != nil {
+			return fmt.Errorf("install config drive: %w", err)
+		}
+	default:
+		return errors.New("install config drive: the command carries neither an ISO nor a URL")
+	}
+	if len(iso) > maxConfigDrive {
+		return fmt.Errorf("install config drive: the config drive is %d bytes, larger than %d MiB", len(iso), maxConfigDrive>>20)
+	}
+	// disk.InstallConfigDrive's errors name the disk already.
+	part, err := disk.InstallConfigDrive(ctx, r.devPath(target), bytes.NewReader(iso), int64(len(iso)))
+	if err != nil {
+		return err
+	}
+	r.log.InfoContext(ctx, "config drive installed", "target", target.GetName(), "partition", part, "bytes", len(iso))
+	return nil
+}
+
+// downloadConfigDrive fetches a config drive: the ISO itself, as Ironic's
+// agent takes it from a URL (not base64, not gzip'd).
+func (r *Runner) downloadConfigDrive(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("config drive URL %q: %w", url, err)
+	}
+	resp, err := r.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("download the config drive: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("download the config drive: GET %s: HTTP %s", url, resp.Status)
+	}
+	if resp.ContentLength > maxConfigDrive {
+		return nil, fmt.Errorf("download the config drive: GET %s: %d bytes, larger than %d MiB", url, resp.ContentLength, maxConfigDrive>>20)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxConfigDrive+1))
+	if err != nil {
+		return nil, fmt.Errorf("download the config drive: GET %s: %w", url, err)
+	}
+	if len(b) > maxConfigDrive {
+		return nil, fmt.Errorf("download the config drive: GET %s: larger than %d MiB", url, maxConfigDrive>>20)
+	}
+	return b, nil
 }
 
 // kindName names a command for the log: "write_image".

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ingot/ingot/coordinator/agentrpc"
+	"github.com/ingot/ingot/coordinator/configdrive"
 	"github.com/ingot/ingot/coordinator/store"
 	"github.com/ingot/ingot/proto/agentpb"
 )
@@ -199,6 +201,35 @@ func startAgent(t *testing.T, c *coordinator, fingerprint string, onReboot func(
 	return a
 }
 
+// mbrDisk replaces the disk at path with a sparse 100 MiB one whose MBR
+// has one partition, MiB 1 to 21, full of 0xBB.
+func mbrDisk(t *testing.T, path string) {
+	t.Helper()
+	mbr := make([]byte, 512)
+	e := mbr[446:][:16]
+	e[4] = 0x83
+	binary.LittleEndian.PutUint32(e[8:], 1<<11)
+	binary.LittleEndian.PutUint32(e[12:], 20<<11)
+	mbr[510], mbr[511] = 0x55, 0xaa
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(100 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(mbr, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xBB}, 20<<20), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // imageServer serves img slowly enough (about 0.6 s) for heartbeats to
 // catch the write running.
 func imageServer(t *testing.T, img []byte) *httptest.Server {
@@ -302,7 +333,7 @@ func TestAgentAgainstCoordinator(t *testing.T) {
 		}
 	})
 
-	t.Run("InventoryLogsConfigDrive", func(t *testing.T) {
+	t.Run("InventoryLogs", func(t *testing.T) {
 		c.send(t, node, &agentpb.Command{Id: "i1", Kind: &agentpb.Command_GetInventory{GetInventory: &agentpb.GetInventory{}}})
 		if st := c.finished(t, node, "i1"); len(st.GetInventory().GetDisks()) != 1 || st.GetInventory().GetDisks()[0].GetName() != "/dev/vda" {
 			t.Errorf("i1: %v", st)
@@ -313,9 +344,89 @@ func TestAgentAgainstCoordinator(t *testing.T) {
 		if !strings.Contains(logs, "command_id=w1") {
 			t.Errorf("l1: collected logs %q", logs)
 		}
-		c.send(t, node, &agentpb.Command{Id: "d1", Kind: &agentpb.Command_InstallConfigDrive{InstallConfigDrive: &agentpb.InstallConfigDrive{}}})
-		if st := c.finished(t, node, "d1"); st.GetState() != agentpb.CommandStatus_FAILED || !strings.Contains(st.GetError(), "not supported yet") {
-			t.Errorf("d1: %v", st)
+	})
+
+	t.Run("InstallConfigDrive", func(t *testing.T) {
+		// The coordinator's own builder makes the drives: what it sends is
+		// what the agent must install.
+		build := func(host string) []byte {
+			d, err := configdrive.Build(map[string]any{"meta_data": map[string]any{"hostname": host}}, node, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d.ISO
+		}
+		iso1, iso2 := build("one"), build("two")
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/cd.iso" {
+				http.NotFound(w, r)
+				return
+			}
+			w.Write(iso2)
+		}))
+		t.Cleanup(srv.Close)
+		vda := &agentpb.RootDeviceHints{Hints: map[string]string{"name": "vda"}}
+		install := func(id string, cd *agentpb.InstallConfigDrive) *agentpb.CommandStatus {
+			t.Helper()
+			c.send(t, node, &agentpb.Command{Id: id, Kind: &agentpb.Command_InstallConfigDrive{InstallConfigDrive: cd}})
+			return c.finished(t, node, id)
+		}
+
+		// The disk so far holds no partition table.
+		st := install("d0", &agentpb.InstallConfigDrive{Source: &agentpb.InstallConfigDrive_Iso{Iso: iso1}, RootDevice: vda})
+		if st.GetState() != agentpb.CommandStatus_FAILED || !strings.Contains(st.GetError(), "install config drive on "+a.dev+": no partition table") {
+			t.Errorf("d0: %v", st)
+		}
+
+		mbrDisk(t, a.dev)
+		const partStart, partSectors = (100 - 64) << 20, 64 << 11 // the last 64 MiB
+		for _, tc := range []struct {
+			id  string
+			cd  *agentpb.InstallConfigDrive
+			iso []byte
+		}{
+			{"d1", &agentpb.InstallConfigDrive{Source: &agentpb.InstallConfigDrive_Iso{Iso: iso1}, RootDevice: vda}, iso1},
+			{"d2", &agentpb.InstallConfigDrive{Source: &agentpb.InstallConfigDrive_Url{Url: srv.URL + "/cd.iso"}, RootDevice: vda}, iso2},
+		} {
+			if st := install(tc.id, tc.cd); st.GetState() != agentpb.CommandStatus_SUCCEEDED {
+				t.Fatalf("%s: %v", tc.id, st)
+			}
+			got, err := os.ReadFile(a.dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := got[446+16:][:16] // partition 2, the same both times
+			if e[4] != 0x83 || binary.LittleEndian.Uint32(e[8:]) != partStart/512 || binary.LittleEndian.Uint32(e[12:]) != partSectors {
+				t.Errorf("%s: MBR entry 2 = % x, want type 83, sectors %d+%d", tc.id, e, partStart/512, partSectors)
+			}
+			if got[446+2*16+4] != 0 {
+				t.Errorf("%s: a third partition was added", tc.id)
+			}
+			if !bytes.Equal(got[partStart:partStart+len(tc.iso)], tc.iso) {
+				t.Errorf("%s: partition 2 does not hold the config drive", tc.id)
+			}
+			if !bytes.Equal(got[1<<20:21<<20], bytes.Repeat([]byte{0xBB}, 20<<20)) {
+				t.Errorf("%s: partition 1 changed", tc.id)
+			}
+		}
+
+		for _, tc := range []struct {
+			id      string
+			cd      *agentpb.InstallConfigDrive
+			wantErr string
+		}{
+			{"d3", &agentpb.InstallConfigDrive{Source: &agentpb.InstallConfigDrive_Url{Url: srv.URL + "/gone.iso"}, RootDevice: vda},
+				"install config drive: download the config drive: GET " + srv.URL + "/gone.iso: HTTP 404 Not Found"},
+			{"d4", &agentpb.InstallConfigDrive{Source: &agentpb.InstallConfigDrive_Iso{Iso: iso1},
+				RootDevice: &agentpb.RootDeviceHints{Hints: map[string]string{"name": "sdz"}}},
+				"install config drive: choose the target disk: no matching disk"},
+			{"d5", &agentpb.InstallConfigDrive{Source: &agentpb.InstallConfigDrive_Iso{Iso: []byte("#cloud-config")}, RootDevice: vda},
+				"too small for an ISO 9660 image"},
+			{"d6", &agentpb.InstallConfigDrive{RootDevice: vda}, "neither an ISO nor a URL"},
+		} {
+			if st := install(tc.id, tc.cd); st.GetState() != agentpb.CommandStatus_FAILED || !strings.Contains(st.GetError(), tc.wantErr) {
+				t.Errorf("%s: %v, want an error saying %q", tc.id, st, tc.wantErr)
+			}
 		}
 	})
 
