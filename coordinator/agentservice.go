@@ -35,11 +35,11 @@ func (a *agentOptions) flags(fs *flag.FlagSet) {
 // startAgentRPC serves agents when configured. It returns the address and
 // CA fingerprint agents must be given, for the boot service's kernel
 // command line.
-func startAgentRPC(ctx context.Context, a *agentOptions, listen, dataDir string, st *store.Store, log *slog.Logger) (addr, fingerprint string, wait func(), err error) {
+func startAgentRPC(ctx context.Context, a *agentOptions, listen, dataDir string, st *store.Store, calls agentrpc.Dispatcher, log *slog.Logger) (addr, fingerprint string, wait func(), err error) {
 	if listen == "" {
 		return "", "", func() {}, nil
 	}
-	srv := agentrpc.New(agentrpc.Config{HeartbeatInterval: a.heartbeat, SessionTTL: a.session, Logger: log.With("service", "agent-rpc")}, st)
+	srv := agentrpc.New(agentrpc.Config{HeartbeatInterval: a.heartbeat, SessionTTL: a.session, Logger: log.With("service", "agent-rpc"), Dispatcher: calls}, st)
 	var creds credentials.TransportCredentials
 	if !a.insecure {
 		ca, err := agentrpc.LoadOrCreateCA(filepath.Join(dataDir, "ca"))

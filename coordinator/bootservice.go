@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ingot/ingot/coordinator/agentrpc"
 	"github.com/ingot/ingot/coordinator/boot"
 	"github.com/ingot/ingot/coordinator/boot/dhcp"
 	"github.com/ingot/ingot/coordinator/boot/httpboot"
@@ -37,6 +38,10 @@ type bootOptions struct {
 	imageCacheDir            string
 	coordinatorGRPC, caPrint string
 	kernelArgs               string
+	imageDir                 string
+	imageCacheMiB            int64
+
+	ip netip.Addr // resolved server address
 }
 
 func (b *bootOptions) flags(fs *flag.FlagSet) {
@@ -61,6 +66,8 @@ func (b *bootOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&b.agentKernel, "agent-kernel", "", "agent kernel (default <data-dir>/agent/kernel)")
 	fs.StringVar(&b.agentInitrd, "agent-initramfs", "", "agent initramfs (default <data-dir>/agent/initramfs)")
 	fs.StringVar(&b.imageCacheDir, "image-cache-dir", "", "deploy image cache, served at /images/cache/ (default <data-dir>/images)")
+	fs.StringVar(&b.imageDir, "image-dir", "", "directory that file-path image sources must be under (default <data-dir>/image-sources)")
+	fs.Int64Var(&b.imageCacheMiB, "image-cache-size", 50*1024, "bound of the deploy image cache, in MiB; least recently used images are evicted")
 	fs.StringVar(&b.coordinatorGRPC, "agent-coordinator-addr", "", "gRPC address the agent dials, put on its kernel command line")
 	fs.StringVar(&b.caPrint, "agent-ca-fingerprint", "", "sha256 fingerprint of the CA the agent must trust")
 	fs.StringVar(&b.kernelArgs, "agent-kernel-args", httpboot.DefaultKernelArgs, "extra agent kernel arguments")
@@ -68,38 +75,49 @@ func (b *bootOptions) flags(fs *flag.FlagSet) {
 
 func (b *bootOptions) enabled() bool { return b.iface != "" || b.httpListen != "" }
 
+// resolve fills in the defaults that depend on the boot interface: the
+// server address, the HTTP listener and the base URL machines use.
+func (b *bootOptions) resolve() error {
+	var err error
+	if b.serverIP != "" {
+		if b.ip, err = netip.ParseAddr(b.serverIP); err != nil || !b.ip.Is4() {
+			return fmt.Errorf("--boot-server-ip %q: want an IPv4 address", b.serverIP)
+		}
+	} else if b.iface != "" {
+		if b.ip, err = firstIPv4(b.iface); err != nil {
+			return err
+		}
+	}
+	if b.httpListen == "" && b.ip.IsValid() {
+		b.httpListen = net.JoinHostPort(b.ip.String(), "8080")
+	}
+	if b.tftpListen == "" && b.iface != "" && b.ip.IsValid() {
+		b.tftpListen = net.JoinHostPort(b.ip.String(), "69")
+	}
+	b.httpURL = strings.TrimRight(b.httpURL, "/")
+	if b.httpURL == "" && b.httpListen != "" {
+		b.httpURL = "http://" + b.httpListen
+	}
+	return nil
+}
+
+// cacheDir is where deploy images are cached and served from.
+func (b *bootOptions) cacheDir(dataDir string) string {
+	if b.imageCacheDir != "" {
+		return b.imageCacheDir
+	}
+	return filepath.Join(dataDir, "images")
+}
+
 // startBoot runs the DHCP, TFTP and HTTP boot servers and the agent RPC
 // service that are configured, until ctx ends; wait returns when they have
-// stopped.
-func startBoot(ctx context.Context, b *bootOptions, a *agentOptions, dataDir string, st *store.Store, log *slog.Logger) (wait func(), err error) {
+// stopped. b must be resolved.
+func startBoot(ctx context.Context, b *bootOptions, a *agentOptions, dataDir string, st *store.Store, calls agentrpc.Dispatcher, log *slog.Logger) (wait func(), err error) {
 	if !b.enabled() && a.listen == "" {
 		return func() {}, nil
 	}
 	policy := &boot.Policy{Store: st, Discovery: b.discovery}
-	var serverIP netip.Addr
-	if b.serverIP != "" {
-		if serverIP, err = netip.ParseAddr(b.serverIP); err != nil || !serverIP.Is4() {
-			return nil, fmt.Errorf("--boot-server-ip %q: want an IPv4 address", b.serverIP)
-		}
-	} else if b.iface != "" {
-		if serverIP, err = firstIPv4(b.iface); err != nil {
-			return nil, err
-		}
-	}
-	withIP := func(listen, port string) string {
-		if listen == "" && serverIP.IsValid() {
-			return net.JoinHostPort(serverIP.String(), port)
-		}
-		return listen
-	}
-	httpListen, tftpListen := withIP(b.httpListen, "8080"), b.tftpListen
-	if b.iface != "" {
-		tftpListen = withIP(tftpListen, "69")
-	}
-	baseURL := strings.TrimRight(b.httpURL, "/")
-	if baseURL == "" {
-		baseURL = "http://" + httpListen
-	}
+	serverIP, httpListen, tftpListen, baseURL := b.ip, b.httpListen, b.tftpListen, b.httpURL
 	orDefault := func(v, def string) string {
 		if v == "" {
 			return def
@@ -111,7 +129,7 @@ func startBoot(ctx context.Context, b *bootOptions, a *agentOptions, dataDir str
 	if agentListen == "" && serverIP.IsValid() {
 		agentListen = net.JoinHostPort(serverIP.String(), "9443")
 	}
-	agentAddr, fingerprint, waitAgent, err := startAgentRPC(ctx, a, agentListen, dataDir, st, log)
+	agentAddr, fingerprint, waitAgent, err := startAgentRPC(ctx, a, agentListen, dataDir, st, calls, log)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +163,7 @@ func startBoot(ctx context.Context, b *bootOptions, a *agentOptions, dataDir str
 			BaseURL:         baseURL,
 			AgentKernel:     orDefault(b.agentKernel, filepath.Join(dataDir, "agent", "kernel")),
 			AgentInitramfs:  orDefault(b.agentInitrd, filepath.Join(dataDir, "agent", "initramfs")),
-			ImageDir:        orDefault(b.imageCacheDir, filepath.Join(dataDir, "images")),
+			ImageDir:        b.cacheDir(dataDir),
 			CoordinatorGRPC: b.coordinatorGRPC, CAFingerprint: b.caPrint, ExtraKernelArgs: b.kernelArgs,
 			LeaseOwner: func(ip netip.Addr) (string, bool) {
 				if b.mode != string(dhcp.ModeFull) || b.iface == "" {

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -24,8 +25,10 @@ import (
 	"github.com/ingot/ingot/coordinator/auth"
 	"github.com/ingot/ingot/coordinator/conductor"
 	"github.com/ingot/ingot/coordinator/driver"
+	"github.com/ingot/ingot/coordinator/driver/agent"
 	"github.com/ingot/ingot/coordinator/driver/fake"
 	"github.com/ingot/ingot/coordinator/driver/ipmi"
+	"github.com/ingot/ingot/coordinator/imagecache"
 	"github.com/ingot/ingot/coordinator/metrics"
 	"github.com/ingot/ingot/coordinator/redisproc"
 	"github.com/ingot/ingot/coordinator/rest"
@@ -160,7 +163,20 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	ipmiDriver := ipmi.NewDriver(ipmi.Config{CommandTimeout: o.ipmiTimeout, Retries: o.ipmiRetries, Logger: log.With("driver", ipmi.Name)})
 	// Runs after the conductor has stopped: logs out of the BMCs.
 	defer ipmiDriver.Close(context.Background())
-	drivers := driver.NewRegistry(fake.New(), ipmiDriver.Hardware())
+	if err := o.boot.resolve(); err != nil {
+		return err
+	}
+	images, err := imagecache.New(imagecache.Config{
+		Dir:      o.boot.cacheDir(o.dataDir),
+		MaxBytes: o.boot.imageCacheMiB << 20,
+		ImageDir: cmp.Or(o.boot.imageDir, filepath.Join(o.dataDir, "image-sources")),
+		Logger:   log.With("service", "image-cache"),
+	})
+	if err != nil {
+		return err
+	}
+	deploy := &agent.Deploy{Images: images, ImageURL: o.boot.httpURL + "/images/cache"}
+	drivers := driver.NewRegistry(fake.New(), agent.Add(ipmiDriver.Hardware(), deploy, &agent.Inspect{}))
 
 	cond := conductor.New(conductor.Config{
 		Host: o.host, Group: o.group, Workers: o.workers, PowerTimeout: o.powerTimeout,
@@ -201,7 +217,7 @@ func run(ctx context.Context, o *options, log *slog.Logger) error {
 	log.Info("coordinator ready", "api", "http://"+ln.Addr().String(), "host", o.host, "drivers", drivers.Names(), "auth", o.authStrategy)
 
 	bootCtx, stopBoot := context.WithCancel(ctx)
-	waitBoot, err := startBoot(bootCtx, &o.boot, &o.agent, o.dataDir, st, log)
+	waitBoot, err := startBoot(bootCtx, &o.boot, &o.agent, o.dataDir, st, cond, log)
 	if err != nil {
 		stopBoot()
 		return err

@@ -51,6 +51,15 @@ type Config struct {
 	// up again by its next agent.
 	SessionTTL time.Duration
 	Logger     *slog.Logger
+	// Dispatcher, if set, hears of calls that may move the node's
+	// operation on (the conductor).
+	Dispatcher Dispatcher
+}
+
+// Dispatcher hears of agent calls that may move their node's operation
+// on: a lookup, a finished command, or an agent with nothing to do.
+type Dispatcher interface {
+	AgentCalled(ctx context.Context, node string)
 }
 
 // Server implements agentpb.AgentServer.
@@ -174,6 +183,7 @@ func (s *Server) Lookup(ctx context.Context, req *agentpb.LookupRequest) (*agent
 		s.log.WarnContext(ctx, "record inventory", "node", n.UUID, "err", err)
 	}
 	s.log.InfoContext(ctx, "agent looked up its node", "node", n.UUID, "agent_version", req.GetAgentVersion(), "state", n.ProvisionState)
+	s.dispatch(ctx, n.UUID)
 	return &agentpb.LookupResponse{
 		NodeUuid:   n.UUID,
 		AgentToken: tok,
@@ -237,9 +247,19 @@ func (s *Server) Heartbeat(ctx context.Context, req *agentpb.HeartbeatRequest) (
 		// loses nothing.
 		if req.GetStatus().GetCommandId() != cmd.GetId() {
 			resp.Command = cmd
+		} else if st := req.GetStatus().GetState(); st == agentpb.CommandStatus_SUCCEEDED || st == agentpb.CommandStatus_FAILED {
+			s.dispatch(ctx, who.node)
 		}
+	} else {
+		s.dispatch(ctx, who.node) // idle: maybe it has work coming
 	}
 	return resp, nil
+}
+
+func (s *Server) dispatch(ctx context.Context, node string) {
+	if s.cfg.Dispatcher != nil {
+		s.cfg.Dispatcher.AgentCalled(context.WithoutCancel(ctx), node)
+	}
 }
 
 // recordProgress shows a running command's progress in the node's

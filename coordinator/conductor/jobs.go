@@ -36,6 +36,8 @@ func (c *Conductor) run(ctx context.Context, j store.Job) error {
 		return c.withLock(ctx, j, c.provision)
 	case ActionPower:
 		return c.withLock(ctx, j, c.power)
+	case ActionAgent:
+		return c.withLock(ctx, j, c.agentCalled)
 	}
 	return fmt.Errorf("unknown job action %q", j.Action)
 }
@@ -188,7 +190,14 @@ func (c *Conductor) provision(ctx context.Context, w *work) error {
 			}
 			ev, msg = sm.Fail, err.Error()
 		case res == driver.Wait:
+			// The agent does the rest: boot the node into it.
 			ev = sm.Wait
+			if err := c.bootAgent(ctx, w); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				ev, msg = sm.Fail, err.Error()
+			}
 		case state == sm.Deleting:
 			ev = sm.Teardown
 		}
@@ -208,10 +217,7 @@ func (c *Conductor) provision(ctx context.Context, w *work) error {
 func (c *Conductor) finish(ctx context.Context, w *work, ev sm.Event, lastError string) (*api.Node, error) {
 	done := w.node
 	n, err := c.store.UpdateNode(context.WithoutCancel(ctx), done.UUID, w.lock.Owner(), func(n *api.Node, fx *store.Effects) error {
-		// Fields drivers own. Nobody else writes them while we hold the
-		// lock, so carrying them over loses nothing.
-		n.PowerState, n.Properties, n.DriverInternalInfo = done.PowerState, done.Properties, done.DriverInternalInfo
-		n.InstanceInfo, n.BootMode, n.CleanStep, n.DeployStep = done.InstanceInfo, done.BootMode, done.CleanStep, done.DeployStep
+		copyDriverFields(n, done)
 		e, err := ApplyEvent(n, ev, lastError, c.cfg.Host, time.Now().UTC())
 		if err != nil {
 			return err

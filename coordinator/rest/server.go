@@ -94,6 +94,7 @@ func (s *Server) routes() {
 	h("DELETE /v1/nodes/{node}/maintenance", s.unsetMaintenance)
 	h("GET /v1/nodes/{node}/validate", s.validate)
 	h("GET /v1/nodes/{node}/history", s.history)
+	h("GET /v1/nodes/{node}/inventory", s.inventory)
 	h("GET /v1/nodes/{node}/ports", s.nodePorts)
 	h("GET /v1/nodes/{node}/ports/detail", s.nodePortsDetail)
 

@@ -130,3 +130,58 @@ func (s *Store) SetAgentInventory(ctx context.Context, node string, inv []byte) 
 	}
 	return nil
 }
+
+// enqueueOnce: KEYS flag, jobs stream. ARGV ttl ms, node, payload. The flag
+// and the job are set together, so a crash never leaves a flag without
+// its job (which would silence the node until the flag expires).
+var enqueueOnce = redis.NewScript(`
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) == false then return 0 end
+redis.call('XADD', KEYS[2], '*', 'node', ARGV[2], 'job', ARGV[3])
+return 1
+`)
+
+// EnqueueAgentJob adds j for node unless an agent job for node is queued
+// and not yet started (see AgentJobStarted) within ttl: every heartbeat
+// of a node may ask for one, and one is enough.
+func (s *Store) EnqueueAgentJob(ctx context.Context, node string, j *Job, ttl time.Duration) (bool, error) {
+	payload, err := j.encode()
+	if err != nil {
+		return false, err
+	}
+	n, err := enqueueOnce.Run(ctx, s.rdb, []string{s.key("agent-job", node), s.jobsKey()}, ttl.Milliseconds(), node, payload).Int()
+	if err != nil {
+		return false, fmt.Errorf("enqueue %s for %s: %w", j.Action, node, err)
+	}
+	return n == 1, nil
+}
+
+// AgentJobStarted lets the next call of node's agent enqueue a new job:
+// what it reports from now on is news to the job that starts.
+func (s *Store) AgentJobStarted(ctx context.Context, node string) error {
+	if err := s.rdb.Del(ctx, s.key("agent-job", node)).Err(); err != nil {
+		return fmt.Errorf("agent job of %s: %w", node, err)
+	}
+	return nil
+}
+
+// SetNodeInventory keeps the hardware inventory (JSON) that inspection
+// found, beyond the agent session, for GET /v1/nodes/{node}/inventory.
+func (s *Store) SetNodeInventory(ctx context.Context, node string, inv []byte) error {
+	if err := s.rdb.Set(ctx, s.inventoryKey(node), inv, 0).Err(); err != nil {
+		return fmt.Errorf("inventory of %s: %w", node, err)
+	}
+	return nil
+}
+
+// NodeInventory returns what SetNodeInventory kept; found is false if
+// the node was never inspected.
+func (s *Store) NodeInventory(ctx context.Context, node string) (inv []byte, found bool, err error) {
+	inv, err = s.rdb.Get(ctx, s.inventoryKey(node)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("inventory of %s: %w", node, err)
+	}
+	return inv, true, nil
+}

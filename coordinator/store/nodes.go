@@ -257,7 +257,7 @@ func (s *Store) DeleteNode(ctx context.Context, n *api.Node, owner string) error
 		owner = "\x00"
 	}
 	keys := []string{s.nodeKey(n.UUID), s.namesKey(), s.nodesKey(), s.lockKey(n.UUID), s.stateKey(n.ProvisionState),
-		s.historyKey(n.UUID), s.nodePortsKey(n.UUID), s.macsKey(), s.portsKey(), s.agentKey(n.UUID)}
+		s.historyKey(n.UUID), s.nodePortsKey(n.UUID), s.macsKey(), s.portsKey(), s.agentKey(n.UUID), s.inventoryKey(n.UUID)}
 	err := deleteNode.Run(ctx, s.rdb, keys, n.UUID, n.Version, owner, s.portKey("")).Err()
 	if err := scriptError(err, n.UUID); err != nil {
 		return fmt.Errorf("delete node %s: %w", n.UUID, err)

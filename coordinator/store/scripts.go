@@ -62,10 +62,10 @@ if ARGV[10] == '1' then redis.call('DEL', KEYS[9]) end
 return v
 `)
 
-// deleteNode removes a node with its indexes, history, ports and agent
-// session.
+// deleteNode removes a node with its indexes, history, ports, agent
+// session and inventory.
 // KEYS node, names, nodes, lock, state zset, history, node ports, macs, ports,
-// agent session.
+// agent session, inventory.
 // ARGV uuid, expected v, lock owner, port key prefix.
 var deleteNode = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'v', 'name')
@@ -76,7 +76,7 @@ if holder and holder ~= ARGV[3] then return redis.error_reply('LOCKED ' .. holde
 if cur[2] and cur[2] ~= '' then redis.call('HDEL', KEYS[2], cur[2]) end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('DEL', KEYS[1], KEYS[6], KEYS[10])
+redis.call('DEL', KEYS[1], KEYS[6], KEYS[10], KEYS[11])
 for _, p in ipairs(redis.call('SMEMBERS', KEYS[7])) do
   local mac = redis.call('HGET', ARGV[4] .. p, 'mac')
   if mac then redis.call('HDEL', KEYS[8], mac) end

@@ -71,6 +71,7 @@ func (s *Store) jobsKey() string               { return s.key("jobs") }
 func (s *Store) conductorKey(h string) string  { return s.key("conductor", h) }
 func (s *Store) conductorsKey() string         { return s.key("conductors") }
 func (s *Store) agentKey(id string) string     { return s.key("agent", id) }
+func (s *Store) inventoryKey(id string) string { return s.key("inventory", id) }
 
 // Errors callers tell apart.
 var (

@@ -43,7 +43,8 @@ func (l countingListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// Start serves the agent service until the test ends.
+// Start serves the agent service, on a Redis of its own, until the test
+// ends.
 func Start(t testing.TB, cfg agentrpc.Config) *Env {
 	t.Helper()
 	rs := redisproc.StartForTest(t)
@@ -52,6 +53,12 @@ func Start(t testing.TB, cfg agentrpc.Config) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return StartWith(t, cfg, st)
+}
+
+// StartWith serves the agent service on st until the test ends.
+func StartWith(t testing.TB, cfg agentrpc.Config, st *store.Store) *Env {
+	t.Helper()
 	ca, err := agentrpc.LoadOrCreateCA(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
