@@ -59,6 +59,10 @@ type Config struct {
 	// script names that node to the agent. Leave it nil behind a proxy
 	// DHCP, where Ingot does not know the leases.
 	LeaseOwner func(ip netip.Addr) (mac string, ok bool)
+	// RequireLease refuses scripts to clients without a lease: right when
+	// Ingot is the network's only DHCP server (full mode), where every
+	// machine that network-boots got its address from us.
+	RequireLease bool
 	// Logger receives request logs (default: discarded).
 	Logger *slog.Logger
 }
@@ -202,7 +206,8 @@ func (h *Handler) serveScript(w http.ResponseWriter, r *http.Request) {
 
 // ownScript reports whether the client may fetch mac's script: with
 // LeaseOwner set, a client holding a lease for another MAC may not.
-// Clients without a lease (static addresses, relays) are served.
+// Clients without a lease (static addresses) are served unless
+// RequireLease.
 func (h *Handler) ownScript(r *http.Request, mac net.HardwareAddr, log *slog.Logger) bool {
 	if h.cfg.LeaseOwner == nil {
 		return true
@@ -214,7 +219,10 @@ func (h *Handler) ownScript(r *http.Request, mac net.HardwareAddr, log *slog.Log
 	}
 	owner, ok := h.cfg.LeaseOwner(ap.Addr().Unmap())
 	if !ok {
-		return true
+		if h.cfg.RequireLease {
+			log.Warn("refused script: the client holds no lease of ours", "client", ap.Addr())
+		}
+		return !h.cfg.RequireLease
 	}
 	ownerMAC, err := parseMAC(owner)
 	if err != nil {

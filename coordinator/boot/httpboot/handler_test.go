@@ -300,17 +300,20 @@ func TestLeaseOwner(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		owner  func(netip.Addr) (string, bool)
+		strict bool
 		mac    string
 		status int
 	}{
-		{"own script", owner("52-54-00-AA-BB-CC", true), testMAC, 200},
-		{"another node's script", owner(testMAC, true), "52:54:00:00:00:01", 403},
-		{"no lease for the client", owner("", false), "52:54:00:00:00:01", 200},
-		{"unreadable lease owner", owner("garbage", true), testMAC, 403},
-		{"proxy DHCP", nil, "52:54:00:00:00:01", 200},
+		{"own script", owner("52-54-00-AA-BB-CC", true), false, testMAC, 200},
+		{"another node's script", owner(testMAC, true), false, "52:54:00:00:00:01", 403},
+		{"no lease for the client", owner("", false), false, "52:54:00:00:00:01", 200},
+		{"no lease, leases required", owner("", false), true, "52:54:00:00:00:01", 403},
+		{"own script, leases required", owner("52-54-00-AA-BB-CC", true), true, testMAC, 200},
+		{"unreadable lease owner", owner("garbage", true), false, testMAC, 403},
+		{"proxy DHCP", nil, false, "52:54:00:00:00:01", 200},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newTestServer(t, Config{LeaseOwner: tt.owner}, b)
+			srv := newTestServer(t, Config{LeaseOwner: tt.owner, RequireLease: tt.strict}, b)
 			resp, body := get(t, srv.URL+"/boot/"+tt.mac+".ipxe")
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
