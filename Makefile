@@ -26,7 +26,7 @@ build:
 # processes, and the baremetal CLI against a real coordinator. Missing
 # tools fail the run instead of skipping tests.
 test: setup
-	INGOT_REQUIRE_REDIS=1 INGOT_REQUIRE_TOOLS=1 $(GO) test -race -count=1 ./...
+	INGOT_REQUIRE_REDIS=1 INGOT_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 40m ./...
 
 # Without root or installed tools: skips what needs them.
 test-short:
@@ -54,13 +54,19 @@ proto:
 	PATH=$(TOOLS):$$PATH protoc --go_out=. --go_opt=module=github.com/ingot/ingot \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/ingot/ingot proto/agent.proto
 
-initramfs e2e:
-	@echo "make $@: not built yet: the agent ramdisk and the QEMU end-to-end harness are issues #5 and #6." >&2; exit 1
+# The agent ramdisk: build/initramfs/vmlinuz and initramfs.cpio.gz (the
+# Debian cloud kernel, fetched once, and a u-root initramfs with the
+# agent as /init); initramfs/README.md has the details.
+initramfs:
+	initramfs/build.sh
 
-# Until the end-to-end issue lands, the demo drives one fake-hardware node
-# through its whole lifecycle with the baremetal CLI and leaves the
-# coordinator running; `make demo-down` stops it.
-demo: setup build
+# Only the QEMU end-to-end scenarios (make test runs them too).
+e2e: setup initramfs
+	INGOT_REQUIRE_REDIS=1 INGOT_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 40m -v ./e2e/scenarios
+
+# The quickstart: provisions one QEMU machine through IPMI, PXE and the
+# agent, and leaves it all running; `make demo-down` stops it.
+demo: setup-demo build initramfs
 	@scripts/demo.sh
 
 demo-down:
