@@ -31,6 +31,7 @@ import (
 	"github.com/ingot/ingot/coordinator/coordinatortest"
 	"github.com/ingot/ingot/coordinator/redisproc"
 	"github.com/ingot/ingot/e2e/netns"
+	sm "github.com/ingot/ingot/pkg/statemachine"
 )
 
 // Addresses: the boot network inside the namespace, and the link to the
@@ -412,7 +413,8 @@ func (l *Lab) Node(id string) map[string]any {
 	return l.API.Must(200, "GET", "/v1/nodes/"+id, nil).JSON(l.t)
 }
 
-// WaitState waits until node id rests in state (no target), failing the
+// WaitState waits until node id is in state (resting there, with no
+// target, if state is a stable one), failing the
 // test with the node's last_error when it rests elsewhere or time runs
 // out. It returns the node.
 func (l *Lab) WaitState(id, state string, timeout time.Duration) map[string]any {
@@ -424,7 +426,7 @@ func (l *Lab) WaitState(id, state string, timeout time.Duration) map[string]any 
 		if r.Code == http.StatusOK {
 			n = r.JSON(l.t)
 			ps, _ := n["provision_state"].(string)
-			if ps == state && n["target_provision_state"] == nil {
+			if ps == state && (n["target_provision_state"] == nil || !sm.State(state).Stable()) {
 				return n
 			}
 			if n["target_provision_state"] == nil && strings.HasSuffix(ps, "failed") && !strings.HasSuffix(state, "failed") {

@@ -86,7 +86,21 @@ func (ns *NS) Tap(name, bridge string) {
 func (ns *NS) Veth(host, hostCIDR, inner, nsCIDR string) {
 	ns.t.Helper()
 	exec.Command("ip", "link", "del", host).Run() // a leftover of a killed run
+	// A dead namespace can outlive its name for a while (the kernel frees
+	// it lazily), with its veth and address still on the host: two links
+	// with hostCIDR would misroute. Remove such leftovers of ours.
+	if out, err := exec.Command("ip", "-o", "addr", "show", "to", hostCIDR).Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) > 1 {
+				name, _, _ := strings.Cut(f[1], "@")
+				if strings.HasPrefix(name, "ingot") {
+					exec.Command("ip", "link", "del", name).Run()
+				}
+			}
+		}
+	}
 	ns.mustIP("link", "add", host, "type", "veth", "peer", "name", inner, "netns", ns.Name)
+	ns.t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
 	ns.mustIP("addr", "add", hostCIDR, "dev", host)
 	ns.mustIP("link", "set", host, "up")
 	ns.IP("addr", "add", nsCIDR, "dev", inner)

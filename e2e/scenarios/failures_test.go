@@ -66,17 +66,11 @@ func TestFailurePaths(t *testing.T) {
 
 	// The coordinator dies while the agent writes the image: once
 	// restarted it resumes (the agent kept heartbeating) and finishes.
-	l.API.Must(200, "PATCH", "/v1/nodes/"+n.UUID, []map[string]any{
-		{"op": "add", "path": "/instance_info/image_source", "value": url},
-		{"op": "add", "path": "/instance_info/image_checksum", "value": raw.SHA256},
-	})
-	offset := n.ConsoleSize()
-	l.Provision(n.UUID, "active", nil)
+	d := startDeploy(t, l, n, url, raw.SHA256)
 	l.WaitState(n.UUID, "wait call-back", bootTimeout)
-	n.WaitConsole(t, offset, "looked up", bootTimeout)
+	n.WaitConsole(t, d.offset, "looked up", bootTimeout)
 	l.KillCoordinator()
 	time.Sleep(3 * time.Second)
 	l.StartCoordinator()
-	l.WaitState(n.UUID, "active", bootTimeout)
-	n.WaitConsole(t, offset, "INGOT-INSTANCE-BOOTED uuid="+n.UUID, 2*time.Minute)
+	finishDeploy(t, l, n, d)
 }
