@@ -524,12 +524,18 @@ func (l *Lab) Downloads(url string) int64 {
 }
 
 // startPlainDHCP runs busybox udhcpd on the boot network, as a site's own
-// DHCP server that knows nothing of PXE, for proxy mode.
+// DHCP server that knows nothing of PXE, for proxy mode: on a machine of
+// its own (a namespace on the bridge, 192.0.2.2).
 func (l *Lab) startPlainDHCP() {
+	site := netns.New(l.t, "ingot-site")
+	l.NS.IP("link", "add", "site0", "type", "veth", "peer", "name", "eth0", "netns", site.Name)
+	l.NS.IP("link", "set", "site0", "master", "br0", "up")
+	site.IP("addr", "add", "192.0.2.2/24", "dev", "eth0")
+	site.IP("link", "set", "eth0", "up")
 	conf := filepath.Join(l.Dir, "udhcpd.conf")
 	leases := filepath.Join(l.Dir, "udhcpd.leases")
 	os.WriteFile(leases, nil, 0o644)
-	cfg := fmt.Sprintf("start 192.0.2.50\nend 192.0.2.90\ninterface br0\nlease_file %s\npidfile %s\noption subnet 255.255.255.0\noption lease 3600\n",
+	cfg := fmt.Sprintf("start 192.0.2.50\nend 192.0.2.90\ninterface eth0\nlease_file %s\npidfile %s\noption subnet 255.255.255.0\noption lease 3600\n",
 		leases, filepath.Join(l.Dir, "udhcpd.pid"))
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		l.t.Fatal(err)
@@ -538,7 +544,7 @@ func (l *Lab) startPlainDHCP() {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cmd := l.NS.Command("busybox", "udhcpd", "-f", conf)
+	cmd := site.Command("busybox", "udhcpd", "-f", conf)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -143,6 +143,13 @@ func (h *handler) proxy(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, c client, tar
 		if sid := req.ServerIdentifier(); sid == nil || !sid.Equal(net.IP(h.ServerIP.AsSlice())) {
 			return nil, nil
 		}
+		// So is one asking for an address, even with our identifier: the
+		// site's DHCP server may share our address (dnsmasq on the same
+		// host), and an address-less ACK would spoil its lease. PXE
+		// clients ask a proxy for boot options only, from their address.
+		if req.RequestedIPAddress() != nil {
+			return nil, nil
+		}
 		replyType = dhcpv4.MessageTypeAck
 	}
 	resp, err := h.reply(req, replyType)

@@ -315,6 +315,7 @@ func TestHandleBootTargets(t *testing.T) {
 		{"proxy arm64 without a file", ModeProxy, nil, pkt(t, dhcpv4.MessageTypeDiscover, macARM, uefiPXE(iana.EFI_ARM64)...), nil},
 		{"proxy unknown mac", ModeProxy, nil, pkt(t, dhcpv4.MessageTypeDiscover, macUnknown, qemuIPXE()...), nil},
 		{"proxy request to site server", ModeProxy, nil, pkt(t, dhcpv4.MessageTypeRequest, macBIOS, append(legacyPXE(), requesting("192.0.2.77", netip.MustParseAddr("192.0.2.200"))...)...), nil},
+		{"proxy request for an address, site server shares our address", ModeProxy, nil, pkt(t, dhcpv4.MessageTypeRequest, macIPXE, append(qemuIPXE(), requesting("192.0.2.77", serverIP)...)...), nil},
 		{"proxy request without server id", ModeProxy, nil, pkt(t, dhcpv4.MessageTypeRequest, macBIOS, append(legacyPXE(), requesting("192.0.2.77", netip.Addr{})...)...), nil},
 		{"proxy request on 4011", ModeProxy, nil, pkt(t, dhcpv4.MessageTypeRequest, macUEFI, append(uefiPXE(iana.EFI_X86_64), dhcpv4.WithClientIP(net.ParseIP("192.0.2.77")), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IP(serverIP.AsSlice()))))...),
 			&want{mt: dhcpv4.MessageTypeAck, file: "ipxe.efi", tftp: true, pxe: true}},
