@@ -48,6 +48,10 @@ func (h *handler) withBoot(resp, req *dhcpv4.DHCPv4, c client, t bootTarget) {
 	if t.tftp {
 		resp.ServerIPAddr = net.IP(h.TFTPServer.AsSlice())
 		resp.UpdateOption(dhcpv4.OptTFTPServerName(h.TFTPServer.String()))
+	} else {
+		// iPXE takes a proxyDHCP answer for boot options only if it names
+		// a next server (siaddr) beside the file, even an HTTP URL's.
+		resp.ServerIPAddr = net.IP(h.ServerIP.AsSlice())
 	}
 	// The BOOTP file field holds 127 bytes; long URLs only fit in option
 	// 67, which every PXE client and iPXE read first anyway.
