@@ -54,10 +54,12 @@ func TestBaremetalCLI(t *testing.T) {
 		t.Errorf("node create: driver_info = %v, want ipmi_password shown as ******", node["driver_info"])
 	}
 	var port map[string]any
-	cli.json(t, &port, "port", "create", "52:54:00:AA:BB:01", "--node", id)
+	// The CLI sends --pxe-enabled's value as a string, which Ironic takes.
+	cli.json(t, &port, "port", "create", "52:54:00:AA:BB:01", "--node", id, "--pxe-enabled", "false")
 	portID, _ := port["uuid"].(string)
-	if port["address"] != "52:54:00:aa:bb:01" || port["node_uuid"] != id || portID == "" {
-		t.Errorf("port create: address=%v node_uuid=%v uuid=%v, want 52:54:00:aa:bb:01, %s and a UUID", port["address"], port["node_uuid"], portID, id)
+	if port["address"] != "52:54:00:aa:bb:01" || port["node_uuid"] != id || portID == "" || port["pxe_enabled"] != false {
+		t.Errorf("port create: address=%v node_uuid=%v uuid=%v pxe_enabled=%v, want 52:54:00:aa:bb:01, %s, a UUID and false",
+			port["address"], port["node_uuid"], portID, port["pxe_enabled"], id)
 	}
 
 	// Bad input, while the node is still in enroll: each is refused with
