@@ -81,6 +81,11 @@ func (r *Runner) heartbeat(ctx context.Context, client agentpb.AgentClient, sess
 	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+sess.token, nodeMetadata, sess.node)
 	interval := sess.interval
 	var quiet quietLog
+	// After reporting a finished command, call back soon a few times: the
+	// coordinator queues the next one within moments, and waiting a whole
+	// interval for it would idle the node between every two steps.
+	var lastFinished string
+	followUps := 0
 	for {
 		sent := r.track.snapshot()
 		cctx, cancel := context.WithTimeout(actx, r.cfg.CallTimeout)
@@ -109,10 +114,32 @@ func (r *Runner) heartbeat(ctx context.Context, client agentpb.AgentClient, sess
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(r.interval(interval)):
+		case <-time.After(r.followUp(sent, &lastFinished, &followUps, r.interval(interval))):
 		case <-r.track.wake: // a command finished: report it now
 		}
 	}
+}
+
+// followUpDelay and followUps bound the quick calls after a finished
+// command is reported.
+const (
+	followUpDelay = 300 * time.Millisecond
+	maxFollowUps  = 8
+)
+
+// followUp returns the wait before the next heartbeat: short for a few
+// calls after sent first reported a finished command, else normal.
+func (r *Runner) followUp(sent *agentpb.CommandStatus, last *string, n *int, normal time.Duration) time.Duration {
+	if st := sent.GetState(); st == agentpb.CommandStatus_SUCCEEDED || st == agentpb.CommandStatus_FAILED {
+		if id := sent.GetCommandId(); id != *last {
+			*last, *n = id, 0
+		}
+		if *n < maxFollowUps && followUpDelay < normal {
+			*n++
+			return followUpDelay
+		}
+	}
+	return normal
 }
 
 // interval is the wait between heartbeats: the test override, else the
