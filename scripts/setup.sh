@@ -5,8 +5,8 @@
 set -euo pipefail
 
 profile=${1:-test}
-pkgs_test=(gcc iproute2 redis-server python3-ironicclient ipmitool qemu-system-x86 qemu-utils ipxe curl busybox gdisk fdisk syslinux syslinux-common mtools dosfstools genisoimage)
-pkgs_demo=(redis-server python3-ironicclient qemu-system-x86 qemu-utils ipxe ipxe-qemu ipmitool syslinux syslinux-common mtools protobuf-compiler)
+pkgs_test=(gcc iproute2 redis-server python3-ironicclient ipmitool qemu-system-x86 qemu-utils ipxe curl busybox gdisk fdisk syslinux syslinux-common mtools dosfstools genisoimage cpio)
+pkgs_demo=(iproute2 curl redis-server python3-ironicclient qemu-system-x86 qemu-utils ipxe ipxe-qemu ipmitool syslinux syslinux-common mtools dosfstools fdisk)
 
 case "$profile" in
 test) want=("${pkgs_test[@]}") ;;

@@ -1,43 +1,13 @@
 package pxe
 
 import (
-	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/ingot/ingot/e2e/cpio"
 )
-
-// cpioEntry is one file of a newc cpio archive.
-type cpioEntry struct {
-	name  string
-	mode  uint32 // type and permission bits
-	data  []byte
-	major uint32 // device numbers, for /dev/console
-	minor uint32
-}
-
-// writeCpio writes a newc ("070701") archive, the format the kernel
-// unpacks as an initramfs.
-func writeCpio(entries []cpioEntry) []byte {
-	var b bytes.Buffer
-	pad := func() {
-		for b.Len()%4 != 0 {
-			b.WriteByte(0)
-		}
-	}
-	for i, e := range append(entries, cpioEntry{name: "TRAILER!!!"}) {
-		fmt.Fprintf(&b, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
-			i+1, e.mode, 0, 0, 1, 0, len(e.data), 0, 0, e.major, e.minor, len(e.name)+1, 0)
-		b.WriteString(e.name)
-		b.WriteByte(0)
-		pad()
-		b.Write(e.data)
-		pad()
-	}
-	return b.Bytes()
-}
 
 // buildTestInitramfs builds testinit statically and packs it as /init with
 // a /dev/console node, into dir; it returns the archive's path.
@@ -53,11 +23,11 @@ func buildTestInitramfs(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	archive := writeCpio([]cpioEntry{
-		{name: "dev", mode: 0o040755},
-		{name: "dev/console", mode: 0o020600, major: 5, minor: 1},
-		{name: "proc", mode: 0o040755},
-		{name: "init", mode: 0o100755, data: init},
+	archive := cpio.Newc([]cpio.Entry{
+		{Name: "dev", Mode: cpio.Dir},
+		{Name: "dev/console", Mode: cpio.CharDev, Major: 5, Minor: 1},
+		{Name: "proc", Mode: cpio.Dir},
+		{Name: "init", Mode: cpio.Exec, Data: init},
 	})
 	path := filepath.Join(dir, "initramfs.cpio")
 	if err := os.WriteFile(path, archive, 0o644); err != nil {

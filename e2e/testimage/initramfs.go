@@ -1,7 +1,6 @@
 package testimage
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	crand "crypto/rand"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/ingot/ingot/e2e/cpio"
 )
 
 // modules are the kernel modules /init needs to see a virtio disk, in
@@ -39,15 +40,15 @@ func buildInitramfs(ctx context.Context, work, modulesDir string) (string, error
 	if err != nil {
 		return "", err
 	}
-	entries := []cpioEntry{
-		{name: "dev", mode: 0o040755},
+	entries := []cpio.Entry{
+		{Name: "dev", Mode: cpio.Dir},
 		// The kernel opens /dev/console for init before init can mount
 		// devtmpfs.
-		{name: "dev/console", mode: 0o020600, major: 5, minor: 1},
-		{name: "proc", mode: 0o040755},
-		{name: "sys", mode: 0o040755},
-		{name: "modules", mode: 0o040755},
-		{name: "init", mode: 0o100755, data: init},
+		{Name: "dev/console", Mode: cpio.CharDev, Major: 5, Minor: 1},
+		{Name: "proc", Mode: cpio.Dir},
+		{Name: "sys", Mode: cpio.Dir},
+		{Name: "modules", Mode: cpio.Dir},
+		{Name: "init", Mode: cpio.Exec, Data: init},
 	}
 	mods, err := loadableModules(modulesDir)
 	if err != nil {
@@ -55,14 +56,14 @@ func buildInitramfs(ctx context.Context, work, modulesDir string) (string, error
 	}
 	// The numeric prefix is the load order: init loads them sorted.
 	for i, m := range mods {
-		entries = append(entries, cpioEntry{
-			name: fmt.Sprintf("modules/%02d-%s.ko", i+1, m.name),
-			mode: 0o100644,
-			data: m.data,
+		entries = append(entries, cpio.Entry{
+			Name: fmt.Sprintf("modules/%02d-%s.ko", i+1, m.name),
+			Mode: cpio.File,
+			Data: m.data,
 		})
 	}
 	path := filepath.Join(work, "initrd.img")
-	if err := os.WriteFile(path, writeCpio(entries), 0o644); err != nil {
+	if err := os.WriteFile(path, cpio.Newc(entries), 0o644); err != nil {
 		return "", err
 	}
 	return path, nil
@@ -179,37 +180,6 @@ func readModule(path string) ([]byte, error) {
 		return nil, fmt.Errorf("module %s: %w", path, err)
 	}
 	return data, nil
-}
-
-// cpioEntry is one file of a newc cpio archive.
-type cpioEntry struct {
-	name  string
-	mode  uint32 // type and permission bits
-	data  []byte
-	major uint32 // device numbers, for /dev/console
-	minor uint32
-}
-
-// writeCpio writes a newc ("070701") archive, the format the kernel
-// unpacks as an initramfs. Owners and times are zero, so the same inputs
-// give the same bytes.
-func writeCpio(entries []cpioEntry) []byte {
-	var b bytes.Buffer
-	pad := func() {
-		for b.Len()%4 != 0 {
-			b.WriteByte(0)
-		}
-	}
-	for i, e := range append(entries, cpioEntry{name: "TRAILER!!!"}) {
-		fmt.Fprintf(&b, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
-			i+1, e.mode, 0, 0, 1, 0, len(e.data), 0, 0, e.major, e.minor, len(e.name)+1, 0)
-		b.WriteString(e.name)
-		b.WriteByte(0)
-		pad()
-		b.Write(e.data)
-		pad()
-	}
-	return b.Bytes()
 }
 
 // writeRandom writes n incompressible bytes to path. ChaCha8 is a
