@@ -72,3 +72,13 @@ func (s sysfs) cpu() (*agentpb.CPU, error) {
 	}
 	return cpu, nil
 }
+
+// Emulated reports whether cpu is QEMU's TCG, an emulated CPU: there SIMD
+// code is the slow code (e2e/guesthash measures it), which changes how the
+// agent should hash.
+func Emulated(cpu *agentpb.CPU) bool {
+	return strings.Contains(cpu.GetModelName(), EmulatedModel)
+}
+
+// EmulatedModel is in the model name of QEMU's TCG CPUs.
+const EmulatedModel = "QEMU TCG CPU"

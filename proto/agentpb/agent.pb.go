@@ -1394,8 +1394,12 @@ type WriteImage struct {
 	Checksum          string           `protobuf:"bytes,4,opt,name=checksum,proto3" json:"checksum,omitempty"`
 	SizeBytes         uint64           `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	RootDevice        *RootDeviceHints `protobuf:"bytes,6,opt,name=root_device,json=rootDevice,proto3" json:"root_device,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// More digests of the raw image, by algorithm ("sha256", "sha512"):
+	// the agent may verify whichever it computes fastest where it runs
+	// (sha512 in emulated machines, sha256 with SHA-NI elsewhere).
+	Checksums     map[string]string `protobuf:"bytes,7,rep,name=checksums,proto3" json:"checksums,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WriteImage) Reset() {
@@ -1466,6 +1470,13 @@ func (x *WriteImage) GetSizeBytes() uint64 {
 func (x *WriteImage) GetRootDevice() *RootDeviceHints {
 	if x != nil {
 		return x.RootDevice
+	}
+	return nil
+}
+
+func (x *WriteImage) GetChecksums() map[string]string {
+	if x != nil {
+		return x.Checksums
 	}
 	return nil
 }
@@ -1787,7 +1798,7 @@ const file_proto_agent_proto_rawDesc = "" +
 	"\n" +
 	"HintsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x02\n" +
 	"\n" +
 	"WriteImage\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
@@ -1797,7 +1808,11 @@ const file_proto_agent_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x05 \x01(\x04R\tsizeBytes\x12@\n" +
 	"\vroot_device\x18\x06 \x01(\v2\x1f.ingot.agent.v1.RootDeviceHintsR\n" +
-	"rootDevice\"\x88\x01\n" +
+	"rootDevice\x12G\n" +
+	"\tchecksums\x18\a \x03(\v2).ingot.agent.v1.WriteImage.ChecksumsEntryR\tchecksums\x1a<\n" +
+	"\x0eChecksumsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x01\n" +
 	"\x12InstallConfigDrive\x12\x12\n" +
 	"\x03iso\x18\x01 \x01(\fH\x00R\x03iso\x12\x12\n" +
 	"\x03url\x18\x02 \x01(\tH\x00R\x03url\x12@\n" +
@@ -1825,7 +1840,7 @@ func file_proto_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_proto_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_proto_agent_proto_goTypes = []any{
 	(CommandStatus_State)(0),   // 0: ingot.agent.v1.CommandStatus.State
 	(*LookupRequest)(nil),      // 1: ingot.agent.v1.LookupRequest
@@ -1852,6 +1867,7 @@ var file_proto_agent_proto_goTypes = []any{
 	(*Reboot)(nil),             // 22: ingot.agent.v1.Reboot
 	(*PowerOff)(nil),           // 23: ingot.agent.v1.PowerOff
 	nil,                        // 24: ingot.agent.v1.RootDeviceHints.HintsEntry
+	nil,                        // 25: ingot.agent.v1.WriteImage.ChecksumsEntry
 }
 var file_proto_agent_proto_depIdxs = []int32{
 	4,  // 0: ingot.agent.v1.LookupRequest.inventory:type_name -> ingot.agent.v1.Inventory
@@ -1876,16 +1892,17 @@ var file_proto_agent_proto_depIdxs = []int32{
 	23, // 19: ingot.agent.v1.Command.power_off:type_name -> ingot.agent.v1.PowerOff
 	24, // 20: ingot.agent.v1.RootDeviceHints.hints:type_name -> ingot.agent.v1.RootDeviceHints.HintsEntry
 	18, // 21: ingot.agent.v1.WriteImage.root_device:type_name -> ingot.agent.v1.RootDeviceHints
-	18, // 22: ingot.agent.v1.InstallConfigDrive.root_device:type_name -> ingot.agent.v1.RootDeviceHints
-	1,  // 23: ingot.agent.v1.Agent.Lookup:input_type -> ingot.agent.v1.LookupRequest
-	10, // 24: ingot.agent.v1.Agent.Heartbeat:input_type -> ingot.agent.v1.HeartbeatRequest
-	2,  // 25: ingot.agent.v1.Agent.Lookup:output_type -> ingot.agent.v1.LookupResponse
-	11, // 26: ingot.agent.v1.Agent.Heartbeat:output_type -> ingot.agent.v1.HeartbeatResponse
-	25, // [25:27] is the sub-list for method output_type
-	23, // [23:25] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	25, // 22: ingot.agent.v1.WriteImage.checksums:type_name -> ingot.agent.v1.WriteImage.ChecksumsEntry
+	18, // 23: ingot.agent.v1.InstallConfigDrive.root_device:type_name -> ingot.agent.v1.RootDeviceHints
+	1,  // 24: ingot.agent.v1.Agent.Lookup:input_type -> ingot.agent.v1.LookupRequest
+	10, // 25: ingot.agent.v1.Agent.Heartbeat:input_type -> ingot.agent.v1.HeartbeatRequest
+	2,  // 26: ingot.agent.v1.Agent.Lookup:output_type -> ingot.agent.v1.LookupResponse
+	11, // 27: ingot.agent.v1.Agent.Heartbeat:output_type -> ingot.agent.v1.HeartbeatResponse
+	26, // [26:28] is the sub-list for method output_type
+	24, // [24:26] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_proto_init() }
@@ -1917,7 +1934,7 @@ func file_proto_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_proto_rawDesc), len(file_proto_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
