@@ -16,6 +16,7 @@ package imagecache
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -118,9 +119,11 @@ type Entry struct {
 	// RawSize is the size of the raw image, decompressed; it is Size for
 	// a raw image.
 	RawSize int64
-	// SHA256 is the hex digest of the raw image (decompressed), which the
-	// agent verifies as it writes it.
+	// SHA256 and SHA512 are hex digests of the raw image (decompressed),
+	// which the agent verifies as it writes it: either one, whichever it
+	// computes faster.
 	SHA256 string
+	SHA512 string
 }
 
 // Stats is a snapshot of the cache's counters.
@@ -179,6 +182,10 @@ type meta struct {
 	// which cached raw images only.
 	Format  string `json:"format"`
 	RawSize int64  `json:"raw_size"`
+	// SHA512 is missing from the metadata of older versions too; their
+	// images are dropped at scan and fetched again when next needed,
+	// rather than read (and decompressed) at startup to compute it.
+	SHA512 string `json:"sha512"`
 }
 
 // New opens the cache in cfg.Dir, taking over the images already there
@@ -227,7 +234,8 @@ func New(cfg Config) (*Cache, error) {
 
 // scan loads the entries found in the cache directory, oldest use first,
 // and removes partial files and images whose metadata is missing or does
-// not match (the coordinator stopped between the two renames of commit).
+// not match (the coordinator stopped between the two renames of commit),
+// or lacks the sha512 that older versions did not record.
 func (c *Cache) scan() error {
 	des, err := os.ReadDir(c.dir)
 	if err != nil {
@@ -291,6 +299,12 @@ func (c *Cache) loadEntry(metaName, rawName string) (Entry, time.Time, error) {
 	if _, err := hex.DecodeString(m.SHA256); err != nil || len(m.SHA256) != 2*sha256.Size {
 		return Entry{}, time.Time{}, fmt.Errorf("metadata: bad sha256 %q", m.SHA256)
 	}
+	if m.SHA512 == "" {
+		return Entry{}, time.Time{}, errors.New("metadata: no sha512 (written by an older version): fetched again when needed")
+	}
+	if _, err := hex.DecodeString(m.SHA512); err != nil || len(m.SHA512) != 2*sha512.Size {
+		return Entry{}, time.Time{}, fmt.Errorf("metadata: bad sha512 %q", m.SHA512)
+	}
 	path := filepath.Join(c.dir, rawName)
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -299,7 +313,7 @@ func (c *Cache) loadEntry(metaName, rawName string) (Entry, time.Time, error) {
 	if !fi.Mode().IsRegular() || fi.Size() != m.Size {
 		return Entry{}, time.Time{}, fmt.Errorf("size %d, metadata says %d", fi.Size(), m.Size)
 	}
-	e := Entry{Name: rawName, Path: path, Format: m.Format, Size: m.Size, RawSize: m.RawSize, SHA256: m.SHA256}
+	e := Entry{Name: rawName, Path: path, Format: m.Format, Size: m.Size, RawSize: m.RawSize, SHA256: m.SHA256, SHA512: m.SHA512}
 	switch m.Format {
 	case "", FormatRaw:
 		if m.RawSize != 0 && m.RawSize != m.Size {
@@ -415,8 +429,8 @@ func (c *Cache) run(ctx context.Context, o origin, f *flight) {
 // without it is not an entry, so a crash in between leaves no half entry.
 func (c *Cache) commitLocked(o origin, fe fetched) (Entry, error) {
 	e := Entry{Name: o.name, Path: filepath.Join(c.dir, o.name), Format: fe.format,
-		Size: fe.size, RawSize: fe.rawSize, SHA256: fe.sha256}
-	b, err := json.Marshal(meta{Source: o.display, Size: e.Size, SHA256: e.SHA256, Format: e.Format, RawSize: e.RawSize})
+		Size: fe.size, RawSize: fe.rawSize, SHA256: fe.sums.sha256, SHA512: fe.sums.sha512}
+	b, err := json.Marshal(meta{Source: o.display, Size: e.Size, SHA256: e.SHA256, SHA512: e.SHA512, Format: e.Format, RawSize: e.RawSize})
 	if err == nil {
 		err = os.Rename(fe.path, e.Path)
 	}

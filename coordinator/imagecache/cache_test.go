@@ -145,8 +145,8 @@ func checkEntry(t testing.TB, c *Cache, e Entry, want []byte) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("cached %s: %d bytes differ from the %d expected", e.Name, len(got), len(want))
 	}
-	if e.Format != FormatRaw || e.Size != int64(len(want)) || e.RawSize != e.Size || e.SHA256 != sha256Hex(want) {
-		t.Fatalf("entry %+v: want raw, size %d sha256 %s", e, len(want), sha256Hex(want))
+	if e.Format != FormatRaw || e.Size != int64(len(want)) || e.RawSize != e.Size || e.SHA256 != sha256Hex(want) || e.SHA512 != sha512Hex(want) {
+		t.Fatalf("entry %+v: want raw, size %d sha256 %s sha512 %s", e, len(want), sha256Hex(want), sha512Hex(want))
 	}
 	if e.Path != filepath.Join(c.dir, e.Name) || filepath.Base(e.Name) != e.Name {
 		t.Fatalf("entry %+v: path not the flat name in the cache directory", e)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -149,13 +150,20 @@ func entryName(kind, id string, o origin) string {
 	return hex.EncodeToString(h.Sum(nil)) + rawExt
 }
 
+// rawSums are the hex digests of a raw image (decompressed, converted)
+// that an agent may verify as it writes it: sha256, or sha512, which is
+// the faster one where the hashes run as generic code.
+type rawSums struct {
+	sha256, sha512 string
+}
+
 // fetched is an image fetched into a partial file, ready to be committed.
 type fetched struct {
 	path      string
 	format    string // FormatRaw or FormatZstd
 	size      int64
 	rawSize   int64
-	sha256    string // of the raw image
+	sums      rawSums // of the raw image
 	converted bool
 }
 
@@ -181,19 +189,19 @@ func (c *Cache) fetch(ctx context.Context, o origin) (fetched, error) {
 		return fetched{}, err
 	}
 	if in.format != formatQcow2 {
-		return fetched{path: in.path, format: in.format, size: in.size, rawSize: in.rawSize, sha256: in.sha256}, nil
+		return fetched{path: in.path, format: in.format, size: in.size, rawSize: in.rawSize, sums: in.sums}, nil
 	}
 	raw, err := c.toRaw(ctx, o, in.path)
 	os.Remove(in.path)
 	if err != nil {
 		return fetched{}, err
 	}
-	sum, n, err := hashFile(ctx, raw)
+	sums, n, err := hashFile(ctx, raw)
 	if err != nil {
 		os.Remove(raw)
 		return fetched{}, fmt.Errorf("image %s: hashing the converted image: %w", o.display, err)
 	}
-	return fetched{path: raw, format: FormatRaw, size: n, rawSize: n, sha256: sum, converted: true}, nil
+	return fetched{path: raw, format: FormatRaw, size: n, rawSize: n, sums: sums, converted: true}, nil
 }
 
 func (c *Cache) openRemote(ctx context.Context, o origin) (io.ReadCloser, int64, error) {
@@ -255,9 +263,9 @@ func (c *Cache) downloadLimit(format string) int64 {
 type ingested struct {
 	path    string
 	size    int64
-	format  string // FormatRaw, FormatZstd or formatQcow2, from the first bytes
-	rawSize int64  // decompressed, for raw and zstd
-	sha256  string // of the raw image, for raw and zstd; empty for qcow2
+	format  string  // FormatRaw, FormatZstd or formatQcow2, from the first bytes
+	rawSize int64   // decompressed, for raw and zstd
+	sums    rawSums // of the raw image, for raw and zstd; empty for qcow2
 }
 
 // copyBufSize is the size of the buffer between the network and the
@@ -266,11 +274,11 @@ const copyBufSize = 256 << 10
 
 // ingest streams r into a partial file, checking it in the same pass: its
 // digest against o.want, its length against size (-1 if unknown), and the
-// sha256 and size of the raw image for the agent: those of the bytes read
-// for a raw image, of their decompression for a zstd one. Nothing is
-// re-read.
+// sha256, sha512 and size of the raw image for the agent: those of the
+// bytes read for a raw image, of their decompression for a zstd one.
+// Nothing is re-read.
 func (c *Cache) ingest(ctx context.Context, o origin, r io.Reader, size int64) (ingested, error) {
-	// The first bytes tell the format, and so which sha256 is wanted: of
+	// The first bytes tell the format, and so which digests are wanted: of
 	// these very bytes, of their decompression, or (for a qcow2) of the
 	// conversion that follows.
 	var magic [magicLen]byte
@@ -298,7 +306,7 @@ func (c *Cache) ingest(ctx context.Context, o origin, r io.Reader, size int64) (
 	}
 
 	writers := []io.Writer{f}
-	var check, raw256 hash.Hash
+	var check, raw256, raw512 hash.Hash
 	if o.hasWant {
 		// The operator's digest is of the image as published, so of the
 		// compressed bytes for a zstd image.
@@ -308,11 +316,18 @@ func (c *Cache) ingest(ctx context.Context, o origin, r io.Reader, size int64) (
 	var unzstd *zstdHasher
 	switch in.format {
 	case FormatRaw:
-		if check != nil && o.want.algo == "sha256" {
-			raw256 = check // one hash serves both
-		} else {
-			raw256 = sha256.New()
-			writers = append(writers, raw256)
+		raw256, raw512 = sha256.New(), sha512.New()
+		// The operator's hash serves as the raw one of its algorithm.
+		switch {
+		case check != nil && o.want.algo == "sha256":
+			raw256 = check
+		case check != nil && o.want.algo == "sha512":
+			raw512 = check
+		}
+		for _, h := range []hash.Hash{raw256, raw512} {
+			if h != check {
+				writers = append(writers, h)
+			}
 		}
 	case FormatZstd:
 		unzstd = newZstdHasher(ctx, c.maxRawBytes)
@@ -330,7 +345,7 @@ func (c *Cache) ingest(ctx context.Context, o origin, r io.Reader, size int64) (
 	var zerr error
 	if unzstd != nil {
 		// Always waited for, so that no decoder outlives the fetch.
-		in.sha256, in.rawSize, zerr = unzstd.finish(err)
+		in.sums, in.rawSize, zerr = unzstd.finish(err)
 	}
 	switch {
 	case errors.Is(err, errZstdStopped):
@@ -375,25 +390,26 @@ func (c *Cache) ingest(ctx context.Context, o origin, r io.Reader, size int64) (
 	}
 	in.size = n
 	if raw256 != nil {
-		in.sha256 = hex.EncodeToString(raw256.Sum(nil))
+		in.sums = rawSums{hex.EncodeToString(raw256.Sum(nil)), hex.EncodeToString(raw512.Sum(nil))}
 		in.rawSize = n
 	}
 	return in, nil
 }
 
-// hashFile returns the sha256 and size of the file at path.
-func hashFile(ctx context.Context, path string) (string, int64, error) {
+// hashFile returns the sha256, sha512 and size of the file at path, read
+// once.
+func hashFile(ctx context.Context, path string) (rawSums, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", 0, err
+		return rawSums{}, 0, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	n, err := io.CopyBuffer(h, ctxReadCloser{ctx, f}, make([]byte, copyBufSize))
+	h256, h512 := sha256.New(), sha512.New()
+	n, err := io.CopyBuffer(io.MultiWriter(h256, h512), ctxReadCloser{ctx, f}, make([]byte, copyBufSize))
 	if err != nil {
-		return "", 0, err
+		return rawSums{}, 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return rawSums{hex.EncodeToString(h256.Sum(nil)), hex.EncodeToString(h512.Sum(nil))}, n, nil
 }
 
 // ctxReadCloser stops reading a file once ctx is done, as an HTTP body

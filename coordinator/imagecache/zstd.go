@@ -3,10 +3,10 @@ package imagecache
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 
 	"github.com/klauspost/compress/zstd"
@@ -29,8 +29,8 @@ var errZstdStopped = errors.New("zstd decompression stopped")
 // corrupt stream, a zstd bomb) stops the download with it.
 type zstdHasher struct {
 	pw   *io.PipeWriter
-	done chan struct{} // closed when sum, n and err are set
-	sum  string
+	done chan struct{} // closed when sums, n and err are set
+	sums rawSums
 	n    int64
 	err  error
 }
@@ -43,7 +43,7 @@ func newZstdHasher(ctx context.Context, maxRaw int64) *zstdHasher {
 	z := &zstdHasher{pw: pw, done: make(chan struct{})}
 	go func() {
 		defer close(z.done)
-		z.sum, z.n, z.err = hashZstd(ctx, pr, maxRaw)
+		z.sums, z.n, z.err = hashZstd(ctx, pr, maxRaw)
 		// Unblocks the writer when the decoder stopped before the end.
 		pr.CloseWithError(errZstdStopped)
 	}()
@@ -53,43 +53,44 @@ func newZstdHasher(ctx context.Context, maxRaw int64) *zstdHasher {
 func (z *zstdHasher) Write(p []byte) (int, error) { return z.pw.Write(p) }
 
 // finish ends the stream, as cut short by err if it is not nil, waits for
-// the decoder and returns the sha256 and size of the raw image.
-func (z *zstdHasher) finish(err error) (string, int64, error) {
+// the decoder and returns the digests and size of the raw image.
+func (z *zstdHasher) finish(err error) (rawSums, int64, error) {
 	if err != nil {
 		z.pw.CloseWithError(err)
 	} else {
 		z.pw.Close()
 	}
 	<-z.done
-	return z.sum, z.n, z.err
+	return z.sums, z.n, z.err
 }
 
-// hashZstd returns the sha256 and size of the decompression of r, which
+// hashZstd returns the digests and size of the decompression of r, which
 // must be whole: a truncated stream or trailing bytes that are not another
 // zstd frame are an error.
-func hashZstd(ctx context.Context, r io.Reader, maxRaw int64) (string, int64, error) {
+func hashZstd(ctx context.Context, r io.Reader, maxRaw int64) (rawSums, int64, error) {
 	// One goroutine, ours: the download feeds it no faster anyway, and
 	// concurrent fetches must not each spread over every core.
 	d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
 	if err != nil {
-		return "", 0, fmt.Errorf("zstd decoder: %w", err)
+		return rawSums{}, 0, fmt.Errorf("zstd decoder: %w", err)
 	}
 	defer d.Close()
-	w := &rawHasher{ctx: ctx, h: sha256.New(), max: maxRaw}
+	h256, h512 := sha256.New(), sha512.New()
+	w := &rawHasher{ctx: ctx, w: io.MultiWriter(h256, h512), max: maxRaw}
 	_, err = d.WriteTo(w)
 	switch {
 	case err == nil:
-		return hex.EncodeToString(w.h.Sum(nil)), w.n, nil
+		return rawSums{hex.EncodeToString(h256.Sum(nil)), hex.EncodeToString(h512.Sum(nil))}, w.n, nil
 	case errors.Is(err, errRawLimit):
-		return "", 0, fmt.Errorf("decompresses to over %d bytes: %w", maxRaw, ErrRawTooLarge)
+		return rawSums{}, 0, fmt.Errorf("decompresses to over %d bytes: %w", maxRaw, ErrRawTooLarge)
 	case errors.Is(err, errZstdQcow2):
-		return "", 0, err
+		return rawSums{}, 0, err
 	case errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrDecoderSizeExceeded):
-		return "", 0, fmt.Errorf("zstd window larger than the %d MiB agents accept (compress with --long=27 or less): %w", maxZstdWindow>>20, err)
+		return rawSums{}, 0, fmt.Errorf("zstd window larger than the %d MiB agents accept (compress with --long=27 or less): %w", maxZstdWindow>>20, err)
 	case ctx.Err() != nil:
-		return "", 0, fmt.Errorf("decompressing: %w", context.Cause(ctx))
+		return rawSums{}, 0, fmt.Errorf("decompressing: %w", context.Cause(ctx))
 	}
-	return "", 0, fmt.Errorf("corrupt zstd stream after %d decompressed bytes: %w", w.n, err)
+	return rawSums{}, 0, fmt.Errorf("corrupt zstd stream after %d decompressed bytes: %w", w.n, err)
 }
 
 var (
@@ -103,7 +104,7 @@ var (
 // they are, and zstd images are taken to hold raw ones.
 type rawHasher struct {
 	ctx  context.Context
-	h    hash.Hash
+	w    io.Writer // the hashes
 	n    int64
 	max  int64 // 0 or less: no bound
 	head []byte
@@ -123,5 +124,5 @@ func (w *rawHasher) Write(p []byte) (int, error) {
 		}
 	}
 	w.n += int64(len(p))
-	return w.h.Write(p)
+	return w.w.Write(p)
 }

@@ -28,8 +28,8 @@ func zstdCompress(t testing.TB, raw []byte) []byte {
 // decompression is raw, cached as it was downloaded.
 func checkZstdEntry(t testing.TB, c *Cache, e Entry, comp, raw []byte) {
 	t.Helper()
-	if e.Format != FormatZstd || e.Size != int64(len(comp)) || e.RawSize != int64(len(raw)) || e.SHA256 != sha256Hex(raw) {
-		t.Fatalf("entry %+v: want zstd, size %d, raw size %d, sha256 %s", e, len(comp), len(raw), sha256Hex(raw))
+	if e.Format != FormatZstd || e.Size != int64(len(comp)) || e.RawSize != int64(len(raw)) || e.SHA256 != sha256Hex(raw) || e.SHA512 != sha512Hex(raw) {
+		t.Fatalf("entry %+v: want zstd, size %d, raw size %d, sha256 %s, sha512 %s", e, len(comp), len(raw), sha256Hex(raw), sha512Hex(raw))
 	}
 	f, err := c.Open(e.Name)
 	if err != nil {
@@ -170,15 +170,6 @@ func TestZstdRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The raw image's metadata as the version before zstd wrote it: no
-	// format, no raw size.
-	old, err := json.Marshal(map[string]any{"source": "/p", "size": ep.Size, "sha256": ep.SHA256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, strings.TrimSuffix(ep.Name, rawExt)+metaExt), old, 0o644); err != nil {
-		t.Fatal(err)
-	}
 
 	c2 := newCache(t, Config{Dir: dir})
 	if st := c2.Stats(); st.Entries != 2 || st.Bytes != ez.Size+ep.Size {
@@ -191,16 +182,54 @@ func TestZstdRestart(t *testing.T) {
 	checkZstdEntry(t, c2, gz, comp, raw)
 	gp, err := c2.Get(t.Context(), srcP)
 	if err != nil || gp != ep {
-		t.Fatalf("raw image with old metadata after restart: %+v, %v; before %+v", gp, err, ep)
+		t.Fatalf("raw image after restart: %+v, %v; before %+v", gp, err, ep)
 	}
 	checkEntry(t, c2, gp, plain)
 	if srv.count("/z") != 1 || srv.count("/p") != 1 {
 		t.Fatalf("requests: z %d, p %d; want 1 each", srv.count("/z"), srv.count("/p"))
 	}
 
+	// Metadata without a sha512, as older versions wrote it: the raw
+	// image's as the version before zstd wrote it (no format, no raw
+	// size), the zstd image's as the version before sha512 did. Those
+	// images are dropped at scan, and fetched again when next asked for.
+	metaP := filepath.Join(dir, strings.TrimSuffix(ep.Name, rawExt)+metaExt)
+	metaZ := filepath.Join(dir, strings.TrimSuffix(ez.Name, rawExt)+metaExt)
+	for path, m := range map[string]map[string]any{
+		metaP: {"source": "/p", "size": ep.Size, "sha256": ep.SHA256},
+		metaZ: {"source": "/z", "size": ez.Size, "sha256": ez.SHA256, "format": FormatZstd, "raw_size": ez.RawSize},
+	} {
+		old, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, old, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c3 := newCache(t, Config{Dir: dir})
+	if st := c3.Stats(); st.Entries != 0 || st.Bytes != 0 {
+		t.Fatalf("after restart with metadata without sha512: %+v", st)
+	}
+	if files := dirFiles(t, dir); len(files) != 0 {
+		t.Fatalf("left in the cache: %v", files)
+	}
+	gz, err = c3.Get(t.Context(), srcZ)
+	if err != nil || gz != ez {
+		t.Fatalf("zstd image fetched again: %+v, %v; first %+v", gz, err, ez)
+	}
+	checkZstdEntry(t, c3, gz, comp, raw)
+	gp, err = c3.Get(t.Context(), srcP)
+	if err != nil || gp != ep {
+		t.Fatalf("raw image fetched again: %+v, %v; first %+v", gp, err, ep)
+	}
+	checkEntry(t, c3, gp, plain)
+	if srv.count("/z") != 2 || srv.count("/p") != 2 {
+		t.Fatalf("requests: z %d, p %d; want 2 each", srv.count("/z"), srv.count("/p"))
+	}
+
 	// Metadata naming a format this version does not know is not trusted:
 	// the image is dropped rather than served as something it is not.
-	metaZ := filepath.Join(dir, strings.TrimSuffix(ez.Name, rawExt)+metaExt)
 	b, err := os.ReadFile(metaZ)
 	if err != nil {
 		t.Fatal(err)
@@ -208,8 +237,8 @@ func TestZstdRestart(t *testing.T) {
 	if err := os.WriteFile(metaZ, bytes.Replace(b, []byte(`"format":"zstd"`), []byte(`"format":"lz4"`), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c3 := newCache(t, Config{Dir: dir})
-	if st := c3.Stats(); st.Entries != 1 || st.Bytes != ep.Size {
+	c4 := newCache(t, Config{Dir: dir})
+	if st := c4.Stats(); st.Entries != 1 || st.Bytes != ep.Size {
 		t.Fatalf("after restart with an unknown format: %+v", st)
 	}
 	if _, err := os.Stat(ez.Path); !errors.Is(err, os.ErrNotExist) {

@@ -81,7 +81,7 @@ func (d *Deploy) Deploy(ctx context.Context, n *api.Node) (driver.Result, error)
 	}
 	setInternal(n, imageKey, map[string]any{
 		"url":    strings.TrimRight(d.ImageURL, "/") + "/" + e.Name,
-		"format": format, "sha256": e.SHA256, "size": rawSize,
+		"format": format, "sha256": e.SHA256, "sha512": e.SHA512, "size": rawSize,
 	})
 	if cd, ok := n.InstanceInfo["configdrive"]; ok && cd != nil {
 		// Built now so a bad config drive fails the deploy before the
@@ -155,13 +155,17 @@ func (d *Deploy) deploySteps(n *api.Node) ([]Command, error) {
 	}
 	format, _ := img["format"].(string)
 	sum, _ := img["sha256"].(string)
+	checksums := map[string]string{"sha256": sum}
+	if s, _ := img["sha512"].(string); s != "" {
+		checksums["sha512"] = s
+	}
 	hints, err := RootDeviceHints(n)
 	if err != nil {
 		return nil, err
 	}
 	write := &agentpb.WriteImage{
 		Url: url, Format: format, ChecksumAlgorithm: "sha256", Checksum: sum,
-		SizeBytes: uint64(number(img["size"])), RootDevice: hints,
+		SizeBytes: uint64(number(img["size"])), RootDevice: hints, Checksums: checksums,
 	}
 	steps := []Command{{Name: "write_image", Command: &agentpb.Command{Kind: &agentpb.Command_WriteImage{WriteImage: write}}}}
 	if cd, ok := n.InstanceInfo["configdrive"]; ok && cd != nil {

@@ -33,7 +33,7 @@ func names(cmds []Command) []string {
 }
 
 func TestSteps(t *testing.T) {
-	deployed := map[string]any{imageKey: map[string]any{"url": "http://c/images/cache/x.raw", "format": "zstd", "sha256": "ab", "size": float64(1 << 30)}}
+	deployed := map[string]any{imageKey: map[string]any{"url": "http://c/images/cache/x.raw", "format": "zstd", "sha256": "ab", "sha512": "cd", "size": float64(1 << 30)}}
 	for _, tc := range []struct {
 		name    string
 		node    api.Node
@@ -69,7 +69,8 @@ func TestSteps(t *testing.T) {
 				t.Fatalf("steps = %v, want %v", names(got), tc.want)
 			}
 			if w := got[0].GetWriteImage(); w != nil {
-				if w.GetUrl() != "http://c/images/cache/x.raw" || w.GetFormat() != "zstd" || w.GetSizeBytes() != 1<<30 || w.GetChecksumAlgorithm() != "sha256" {
+				if w.GetUrl() != "http://c/images/cache/x.raw" || w.GetFormat() != "zstd" || w.GetSizeBytes() != 1<<30 ||
+					w.GetChecksumAlgorithm() != "sha256" || w.GetChecksum() != "ab" || w.GetChecksums()["sha512"] != "cd" {
 					t.Errorf("write image = %v", w)
 				}
 			}
@@ -78,7 +79,7 @@ func TestSteps(t *testing.T) {
 }
 
 func TestDeployResolvesTheImage(t *testing.T) {
-	img := &images{e: imagecache.Entry{Name: "abc.raw", Format: "raw", Size: 100, RawSize: 100, SHA256: "ff"}}
+	img := &images{e: imagecache.Entry{Name: "abc.raw", Format: "raw", Size: 100, RawSize: 100, SHA256: "ff", SHA512: "ee"}}
 	d := &Deploy{Images: img, ImageURL: "http://192.0.2.1:8080/images/cache/"}
 	n := &api.Node{UUID: "u", InstanceInfo: map[string]any{"image_source": "http://img/x.qcow2", "image_os_hash_algo": "sha512", "image_os_hash_value": "00"}}
 	res, err := d.Deploy(context.Background(), n)
@@ -89,7 +90,7 @@ func TestDeployResolvesTheImage(t *testing.T) {
 		t.Errorf("cache asked for %+v", img.got)
 	}
 	rec := n.DriverInternalInfo[imageKey].(map[string]any)
-	if rec["url"] != "http://192.0.2.1:8080/images/cache/abc.raw" || rec["sha256"] != "ff" {
+	if rec["url"] != "http://192.0.2.1:8080/images/cache/abc.raw" || rec["sha256"] != "ff" || rec["sha512"] != "ee" {
 		t.Errorf("recorded %v", rec)
 	}
 
