@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ingot's quickstart: provisions one QEMU machine end to end. It makes a
 # network namespace with a boot network (192.0.2.0/24) and a link to this
-# host (198.51.100.0/24), starts the coordinator in it (with its embedded
+# host (198.51.100.0/30), starts the coordinator in it (with its embedded
 # redis-server) and one QEMU machine behind its virtual BMC, enrols the
 # machine with the baremetal CLI, deploys the test image with a config
 # drive, and shows the node's states, the image write's progress, each
@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd -P)
 DEMO=$ROOT/.demo
 NS=ingot-demo
-HOST_LINK=ingot-demo0
+HOST_LINK=demo-ingot0
 API_IP=198.51.100.2
 ENDPOINT=http://$API_IP:6385
 BMC_ADDR=192.0.2.1
@@ -168,9 +168,9 @@ up() {
 	ip -n "$NS" tuntap add dev tap0 mode tap
 	ip -n "$NS" link set tap0 master br0 up
 	ip link add "$HOST_LINK" type veth peer name uplink netns "$NS"
-	ip addr add 198.51.100.1/24 dev "$HOST_LINK"
+	ip addr add 198.51.100.1/30 dev "$HOST_LINK"
 	ip link set "$HOST_LINK" up
-	ip -n "$NS" addr add "$API_IP/24" dev uplink
+	ip -n "$NS" addr add "$API_IP/30" dev uplink
 	ip -n "$NS" link set uplink up
 
 	step "Starting a QEMU machine ($ACCEL) behind its virtual BMC on $BMC_ADDR:$BMC_PORT (IPMI)"

@@ -1,6 +1,6 @@
 // Package lab runs a small bare-metal lab for end-to-end tests: a network
 // namespace with a boot network (bridge, 192.0.2.0/24) and a link to the
-// host (veth, 198.51.100.0/24), a real redis-server, the coordinator
+// host (veth, 198.51.100.4/30), a real redis-server, the coordinator
 // binary serving DHCP, TFTP, HTTP boot, the agent service and the API
 // inside the namespace, and QEMU machines (TCG) each driven by its own
 // virtual BMC process over IPMI. Tests enrol and deploy nodes through the
@@ -38,8 +38,11 @@ import (
 // host, on which the API listens and the tests serve images.
 const (
 	BootIP     = "192.0.2.1"
-	HostIP     = "198.51.100.1"
-	LabIP      = "198.51.100.2"
+	// The link to the host is a /30 of its own, apart from make demo's
+	// (198.51.100.0/30), so a test run beside a running demo misroutes
+	// nothing.
+	HostIP     = "198.51.100.5"
+	LabIP      = "198.51.100.6"
 	apiPort    = 6385
 	bmcPort    = 6230
 	bmcUser    = "admin"
@@ -162,7 +165,7 @@ func Start(t testing.TB, o Options) *Lab {
 	// process in it.
 	l.NS = netns.New(t, "ingot-lab")
 	l.NS.Bridge("br0", BootIP+"/24")
-	l.NS.Veth(fmt.Sprintf("ingot%d", os.Getpid()%100000), HostIP+"/24", "uplink", LabIP+"/24")
+	l.NS.Veth(fmt.Sprintf("ingot%d", os.Getpid()%100000), HostIP+"/30", "uplink", LabIP+"/30")
 	if o.DHCPMode == "proxy" {
 		l.startPlainDHCP()
 	}
