@@ -182,13 +182,11 @@ func Start(t testing.TB, o Options) *Lab {
 func Build(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ingot-lab-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
+		// Under build/ (ignored by git), rebuilt each run from Go's cache.
+		root := RepoRoot(t)
+		dir := filepath.Join(root, "build", "lab-bin")
 		cmd := exec.Command("go", "build", "-o", dir+"/", "./coordinator", "./e2e/vbmc/cmd/vbmc")
-		cmd.Dir = RepoRoot(t)
+		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build: %v\n%s", err, out)
 		}
