@@ -58,7 +58,7 @@ type Policy struct {
 
 // Decide returns what mac should boot.
 func (p *Policy) Decide(ctx context.Context, mac net.HardwareAddr) (Decision, error) {
-	port, err := p.Store.PortByMAC(ctx, mac.String())
+	n, pxe, err := p.Store.NodeByMAC(ctx, mac.String())
 	if errors.Is(err, store.ErrNotFound) {
 		if p.Discovery {
 			return Decision{Action: Agent}, nil
@@ -68,15 +68,8 @@ func (p *Policy) Decide(ctx context.Context, mac net.HardwareAddr) (Decision, er
 	if err != nil {
 		return Decision{}, fmt.Errorf("boot decision for %s: %w", mac, err)
 	}
-	if !port.PXEEnabled {
+	if !pxe {
 		return Decision{}, nil
-	}
-	n, _, err := p.Store.ViewNode(ctx, port.NodeUUID)
-	if errors.Is(err, store.ErrNotFound) {
-		return Decision{}, nil
-	}
-	if err != nil {
-		return Decision{}, fmt.Errorf("boot decision for %s: %w", mac, err)
 	}
 	return decide(n), nil
 }
