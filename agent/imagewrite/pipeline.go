@@ -32,6 +32,8 @@ type pipeline struct {
 	tgt      *target
 	bufs     [][]byte
 	size     int64 // expected raw size, 0 if unknown
+	offset   int64 // where on the target the image starts
+	limit    int64 // the most the image may be, 0 for no limit
 	skipZero bool
 	progress func(done int64)
 }
@@ -98,6 +100,9 @@ func (p *pipeline) read(ctx context.Context, free chan []byte, out chan<- block)
 			if p.size > 0 && off+int64(n) > p.size {
 				return fmt.Errorf("image is larger than its declared size of %d bytes", p.size)
 			}
+			if p.limit > 0 && off+int64(n) > p.limit {
+				return fmt.Errorf("%w: more than %d bytes, the partition's size", ErrImageTooLarge, p.limit)
+			}
 			out <- block{buf: buf, n: n, off: off}
 			off += int64(n)
 		} else {
@@ -133,7 +138,7 @@ func (p *pipeline) write(b block, c *counts) error {
 	if p.skipZero && isZero(data) {
 		c.skipped += int64(b.n)
 	} else {
-		if err := p.tgt.writeAt(data, b.off); err != nil {
+		if err := p.tgt.writeAt(data, p.offset+b.off); err != nil {
 			return err
 		}
 		c.written += int64(b.n)

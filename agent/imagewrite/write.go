@@ -57,6 +57,10 @@ var (
 	// connection dropped and the server answered the resuming Range request
 	// with the whole image (200 OK) instead of the rest of it.
 	ErrRangeNotSupported = errors.New("server does not support resuming with Range")
+	// ErrImageTooLarge is wrapped by the error Write returns when the
+	// image is larger than Config.Limit, its partition. Nothing is
+	// written past the partition.
+	ErrImageTooLarge = errors.New("image is larger than its partition")
 )
 
 // Config describes one image write.
@@ -74,6 +78,16 @@ type Config struct {
 	// Target is a block device or a regular file. It must exist: a typo
 	// must not create a file in the ramdisk.
 	Target string
+	// Offset is where on the target the image starts, in bytes: 0 for a
+	// whole-disk image, a partition's start for a partition image. It
+	// must be a multiple of 4096 (partitions start on MiB boundaries).
+	Offset int64
+	// Limit, if not 0, is the room the image has from Offset (a
+	// partition's size): a larger image is an error, and nothing is
+	// written past Offset+Limit. Offset+Limit must be within the target.
+	// A write with an Offset or a Limit is a partition write: the image's
+	// GPT, if any, is not moved to the end of the disk.
+	Limit int64
 	// TargetZeroed says the target reads as zeros (after a discard or
 	// erase), so all-zero blocks need not be written.
 	TargetZeroed bool
@@ -115,9 +129,9 @@ type Result struct {
 	Direct bool
 }
 
-// Write streams the image at cfg.URL onto cfg.Target, verifies its digest,
-// fsyncs the target and, when a GPT image is smaller than the disk, moves
-// its backup GPT to the end of the disk.
+// Write streams the image at cfg.URL onto cfg.Target at cfg.Offset,
+// verifies its digest, fsyncs the target and, when a whole-disk GPT image
+// is smaller than the disk, moves its backup GPT to the end of the disk.
 func Write(ctx context.Context, cfg Config) (res Result, err error) {
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
@@ -143,8 +157,17 @@ func Write(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	defer tgt.close()
-	if tgt.isDevice && cfg.Size > tgt.size {
-		return res, fmt.Errorf("imagewrite: image of %d bytes does not fit on %s (%d bytes)", cfg.Size, cfg.Target, tgt.size)
+	if cfg.Limit > 0 {
+		if end := cfg.Offset + cfg.Limit; end > tgt.size {
+			return res, fmt.Errorf("imagewrite: bytes %d to %d are not all on %s (%d bytes)", cfg.Offset, end, cfg.Target, tgt.size)
+		}
+		if cfg.Size > cfg.Limit {
+			return res, fmt.Errorf("imagewrite: %w: image of %d bytes, partition of %d bytes at byte %d of %s",
+				ErrImageTooLarge, cfg.Size, cfg.Limit, cfg.Offset, cfg.Target)
+		}
+	}
+	if tgt.isDevice && cfg.Offset+cfg.Size > tgt.size {
+		return res, fmt.Errorf("imagewrite: image of %d bytes at byte %d does not fit on %s (%d bytes)", cfg.Size, cfg.Offset, cfg.Target, tgt.size)
 	}
 
 	// One cancellable context for the HTTP requests and every pipeline
@@ -156,6 +179,10 @@ func Write(ctx context.Context, cfg Config) (res Result, err error) {
 	defer body.Close()
 	if err := body.connect(); err != nil {
 		return res, fmt.Errorf("imagewrite: %w", err)
+	}
+	if cfg.Limit > 0 && cfg.Format == FormatRaw && body.length > cfg.Limit {
+		return res, fmt.Errorf("imagewrite: %w: %s is %d bytes, partition of %d bytes at byte %d of %s",
+			ErrImageTooLarge, cfg.URL, body.length, cfg.Limit, cfg.Offset, cfg.Target)
 	}
 	src, closeSrc, err := decompress(cfg.Format, body)
 	if err != nil {
@@ -184,6 +211,8 @@ func Write(ctx context.Context, cfg Config) (res Result, err error) {
 		tgt:      tgt,
 		bufs:     bufs,
 		size:     cfg.Size,
+		offset:   cfg.Offset,
+		limit:    cfg.Limit,
 		skipZero: cfg.TargetZeroed,
 		progress: func(done int64) { report.update(PhaseWrite, done, false) },
 	}
@@ -199,7 +228,7 @@ func Write(ctx context.Context, cfg Config) (res Result, err error) {
 	report.update(PhaseWrite, imageSize, true)
 
 	// Zero blocks skipped at the end of a regular file would leave it short.
-	if err := tgt.extend(imageSize); err != nil {
+	if err := tgt.extend(cfg.Offset + imageSize); err != nil {
 		return res, err
 	}
 	report.update(PhaseSync, imageSize, true)
@@ -213,8 +242,11 @@ func Write(ctx context.Context, cfg Config) (res Result, err error) {
 			ErrChecksumMismatch, cfg.URL, cfg.Algorithm, want, res.Digest, cfg.Target)
 	}
 
-	if err := repairGPT(tgt, imageSize); err != nil {
-		return res, fmt.Errorf("imagewrite: %s: %w", cfg.Target, err)
+	// A partition image's GPT, if it has one, is not the disk's.
+	if cfg.Offset == 0 && cfg.Limit == 0 {
+		if err := repairGPT(tgt, imageSize); err != nil {
+			return res, fmt.Errorf("imagewrite: %s: %w", cfg.Target, err)
+		}
 	}
 	report.update(PhaseDone, imageSize, true)
 	return res, nil
@@ -228,6 +260,10 @@ func (c *Config) validate() error {
 		return errors.New("imagewrite: no target")
 	case c.Size < 0:
 		return fmt.Errorf("imagewrite: negative image size %d", c.Size)
+	case c.Offset < 0 || c.Offset%directAlign != 0:
+		return fmt.Errorf("imagewrite: offset %d is not a non-negative multiple of %d", c.Offset, directAlign)
+	case c.Limit < 0:
+		return fmt.Errorf("imagewrite: negative limit %d", c.Limit)
 	}
 	switch c.Format {
 	case FormatRaw, FormatZstd, FormatGzip:

@@ -180,6 +180,23 @@ func (r *Runner) writeImage(ctx context.Context, w *agentpb.WriteImage) error {
 	if err != nil {
 		return err
 	}
+	dev := r.devPath(target)
+	// A partition image goes into the root partition of a new GPT, with
+	// room left at the end for the config drive installed next.
+	var offset, limit int64
+	if l := w.GetPartitionLayout(); l != nil {
+		r.track.progress(&agentpb.Progress{Phase: phasePartition})
+		parts, err := disk.CreatePartitions(ctx, dev, disk.PartitionLayout{
+			RootMiB: l.GetRootMib(), EFISystemPartition: l.GetEfiSystemPartition(), EFIMiB: l.GetEfiMib(),
+		})
+		if err != nil {
+			return fmt.Errorf("write image to %s: %w", target.GetName(), err)
+		}
+		offset, limit = parts.Root.Start, parts.Root.Size
+		r.log.InfoContext(ctx, "partitions created", "target", target.GetName(),
+			"root_partition", parts.Root.Number, "root_bytes", parts.Root.Size,
+			"efi_system_partition", parts.EFI.Number, "efi_bytes", parts.EFI.Size)
+	}
 	// imagewrite reports after each buffer written, which on a slow link
 	// can take a while: say at once what is being done and how much.
 	r.track.progress(&agentpb.Progress{Phase: imagewrite.PhaseWrite, BytesTotal: w.GetSizeBytes()})
@@ -188,14 +205,17 @@ func (r *Runner) writeImage(ctx context.Context, w *agentpb.WriteImage) error {
 		emulated = inventory.Emulated(inv.GetCpu())
 	}
 	algo, sum := pickDigest(w, emulated)
-	r.log.InfoContext(ctx, "writing image", "url", w.GetUrl(), "format", w.GetFormat(), "target", target.GetName(), "verify", algo)
+	r.log.InfoContext(ctx, "writing image", "url", w.GetUrl(), "format", w.GetFormat(), "target", target.GetName(),
+		"offset", offset, "verify", algo)
 	res, err := imagewrite.Write(ctx, imagewrite.Config{
 		URL:       w.GetUrl(),
 		Format:    w.GetFormat(),
 		Algorithm: algo,
 		Checksum:  sum,
 		Size:      int64(w.GetSizeBytes()),
-		Target:    r.devPath(target),
+		Target:    dev,
+		Offset:    offset,
+		Limit:     limit,
 		Client:    r.cfg.HTTPClient,
 		Retries:   5,
 		Progress: func(p imagewrite.Progress) {
@@ -210,6 +230,10 @@ func (r *Runner) writeImage(ctx context.Context, w *agentpb.WriteImage) error {
 		"digest", res.Digest, "duration", res.Duration, "direct_io", res.Direct)
 	return nil
 }
+
+// phasePartition is the progress phase while a partition image's
+// partitions are created.
+const phasePartition = "partition"
 
 // maxConfigDrive is Ironic's limit on a config drive: what the
 // coordinator sends or a URL serves is held in memory, so it is enforced

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/ingot/ingot/coordinator/agentrpc/agentrpctest"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -507,5 +509,124 @@ func TestAnotherAgentOwnsTheNode(t *testing.T) {
 		b.done <- err // for the cleanup
 	case <-time.After(5 * time.Second):
 		t.Fatal("the second agent did not give up")
+	}
+}
+
+// sfdiskPartitions is the table of the disk at path as sfdisk reads it.
+func sfdiskPartitions(t *testing.T, path string) []struct {
+	Start, Size int64
+	Type        string
+} {
+	t.Helper()
+	sfdisk, err := exec.LookPath("sfdisk")
+	if err != nil {
+		t.Skip("sfdisk not installed (apt-get install fdisk)")
+	}
+	out, err := exec.Command(sfdisk, "--json", path).Output()
+	if err != nil {
+		t.Fatalf("sfdisk --json: %v", err)
+	}
+	var js struct {
+		PartitionTable struct {
+			Label      string
+			Partitions []struct {
+				Start, Size int64
+				Type        string
+			}
+		}
+	}
+	if err := json.Unmarshal(out, &js); err != nil || js.PartitionTable.Label != "gpt" {
+		t.Fatalf("sfdisk --json: %v\n%s", err, out)
+	}
+	return js.PartitionTable.Partitions
+}
+
+// A partition image goes into the root partition of a new GPT, and the
+// config drive still finds room at the end of the disk.
+func TestPartitionImage(t *testing.T) {
+	c := startCoordinator(t)
+	node := c.node(t, "wait call-back")
+	a := startAgent(t, c, c.CA.Fingerprint(), nil)
+	waitFor(t, 5*time.Second, "lookup", func() bool { _, found := c.session(t, node); return found })
+	if err := os.Truncate(a.dev, 128<<20); err != nil { // 0xAA in the first 16 MiB
+		t.Fatal(err)
+	}
+
+	img := make([]byte, 3<<20+512)
+	rand.Read(img)
+	sum := sha256.Sum256(img)
+	srv := imageServer(t, img)
+	vda := &agentpb.RootDeviceHints{Hints: map[string]string{"name": "vda"}}
+	write := func(id string, l *agentpb.PartitionLayout) *agentpb.CommandStatus {
+		t.Helper()
+		c.send(t, node, &agentpb.Command{Id: id, Kind: &agentpb.Command_WriteImage{WriteImage: &agentpb.WriteImage{
+			Url: srv.URL + "/img.raw", Format: "raw", ChecksumAlgorithm: "sha256", Checksum: hex.EncodeToString(sum[:]),
+			SizeBytes: uint64(len(img)), RootDevice: vda, PartitionLayout: l,
+		}}})
+		return c.finished(t, node, id)
+	}
+
+	st := write("w1", &agentpb.PartitionLayout{EfiSystemPartition: true, EfiMib: 8})
+	if st.GetState() != agentpb.CommandStatus_SUCCEEDED {
+		t.Fatalf("w1: %v", st)
+	}
+	// ESP at 1 MiB, root from 9 MiB to 63 MiB: 128 MiB less 64 MiB and
+	// the backup GPT, rounded down to a MiB.
+	parts := sfdiskPartitions(t, a.dev)
+	if len(parts) != 2 ||
+		parts[0].Start != 1<<11 || parts[0].Size != 8<<11 || parts[0].Type != "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" ||
+		parts[1].Start != 9<<11 || parts[1].Size != 54<<11 || parts[1].Type != "0FC63DAF-8483-4772-8E79-3D69D8477DE4" {
+		t.Fatalf("partitions %+v", parts)
+	}
+	got, err := os.ReadFile(a.dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[9<<20:9<<20+len(img)], img) {
+		t.Error("the image is not at the start of the root partition")
+	}
+	if !strings.Contains(a.log.String(), "root_partition=2") || !strings.Contains(a.log.String(), "efi_system_partition=1") {
+		t.Errorf("the log does not name the partitions:\n%s", a.log.String())
+	}
+
+	iso, err := configdrive.Build(map[string]any{"meta_data": map[string]any{"hostname": "p"}}, node, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.send(t, node, &agentpb.Command{Id: "d1", Kind: &agentpb.Command_InstallConfigDrive{InstallConfigDrive: &agentpb.InstallConfigDrive{
+		Source: &agentpb.InstallConfigDrive_Iso{Iso: iso.ISO}, RootDevice: vda,
+	}}})
+	if st := c.finished(t, node, "d1"); st.GetState() != agentpb.CommandStatus_SUCCEEDED {
+		t.Fatalf("d1: %v", st)
+	}
+	// Right after the root partition: the last whole MiB before the
+	// backup GPT.
+	parts = sfdiskPartitions(t, a.dev)
+	if len(parts) != 3 || parts[2].Start != 63<<11 || parts[2].Size != 64<<11 {
+		t.Fatalf("partitions after the config drive %+v", parts)
+	}
+	if got, err = os.ReadFile(a.dev); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[63<<20:63<<20+len(iso.ISO)], iso.ISO) || !bytes.Equal(got[9<<20:9<<20+len(img)], img) {
+		t.Error("the config drive is not in partition 3, or the image changed")
+	}
+	if sgdisk, err := exec.LookPath("sgdisk"); err == nil {
+		if out, err := exec.Command(sgdisk, "-v", a.dev).CombinedOutput(); err != nil || !strings.Contains(string(out), "No problems found") {
+			t.Errorf("sgdisk -v: %v\n%s", err, out)
+		}
+	}
+
+	for _, tc := range []struct {
+		id   string
+		l    *agentpb.PartitionLayout
+		want string
+	}{
+		{"w2", &agentpb.PartitionLayout{RootMib: 2}, "image is larger than its partition"},
+		{"w3", &agentpb.PartitionLayout{RootMib: 64}, "create partitions on " + a.dev + ": the disk (134217728 bytes, 128 MiB) is too small for a 64 MiB root partition"},
+	} {
+		if st := write(tc.id, tc.l); st.GetState() != agentpb.CommandStatus_FAILED || !strings.Contains(st.GetError(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.id, st, tc.want)
+		}
 	}
 }

@@ -137,16 +137,20 @@ func (c *Conductor) steps(state sm.State) (step, bool) {
 		}, true
 	case sm.Deploying:
 		return func(ctx context.Context, w *work) (driver.Result, error) {
-			// Ingot writes whole-disk images only; record it as Ironic
-			// does, so clients reading these fields see the same thing.
+			// Record the image type as Ironic does, so clients reading
+			// these fields see the same thing: a partition image is one
+			// said so, or one with its own kernel and ramdisk.
 			n := w.node
 			if n.InstanceInfo == nil {
 				n.InstanceInfo = map[string]any{}
 			}
 			if _, ok := n.InstanceInfo["image_type"]; !ok {
 				n.InstanceInfo["image_type"] = "whole-disk"
+				if n.InstanceInfo["kernel"] != nil && n.InstanceInfo["ramdisk"] != nil {
+					n.InstanceInfo["image_type"] = "partition"
+				}
 			}
-			n.DriverInternalInfo = setInternal(n.DriverInternalInfo, "is_whole_disk_image", true)
+			n.DriverInternalInfo = setInternal(n.DriverInternalInfo, "is_whole_disk_image", n.InstanceInfo["image_type"] != "partition")
 			n.DriverInternalInfo["deploy_steps"] = nil
 			deploy := w.ifs().Deploy
 			if deploy == nil {

@@ -1397,9 +1397,13 @@ type WriteImage struct {
 	// More digests of the raw image, by algorithm ("sha256", "sha512"):
 	// the agent may verify whichever it computes fastest where it runs
 	// (sha512 in emulated machines, sha256 with SHA-NI elsewhere).
-	Checksums     map[string]string `protobuf:"bytes,7,rep,name=checksums,proto3" json:"checksums,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Checksums map[string]string `protobuf:"bytes,7,rep,name=checksums,proto3" json:"checksums,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// For a partition image: the partitions to create first (a new GPT);
+	// the image is then written into the root partition. Absent for a
+	// whole-disk image, which carries its own partition table.
+	PartitionLayout *PartitionLayout `protobuf:"bytes,8,opt,name=partition_layout,json=partitionLayout,proto3" json:"partition_layout,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WriteImage) Reset() {
@@ -1481,6 +1485,77 @@ func (x *WriteImage) GetChecksums() map[string]string {
 	return nil
 }
 
+func (x *WriteImage) GetPartitionLayout() *PartitionLayout {
+	if x != nil {
+		return x.PartitionLayout
+	}
+	return nil
+}
+
+// PartitionLayout is Ironic's layout for partition images.
+type PartitionLayout struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Size of the root partition in MiB (instance_info.root_gb).
+	RootMib uint64 `protobuf:"varint,1,opt,name=root_mib,json=rootMib,proto3" json:"root_mib,omitempty"`
+	// An EFI system partition before the root one, for UEFI boot.
+	EfiSystemPartition bool `protobuf:"varint,2,opt,name=efi_system_partition,json=efiSystemPartition,proto3" json:"efi_system_partition,omitempty"`
+	// Its size in MiB (Ironic's efi_system_partition_size, default 200).
+	EfiMib        uint64 `protobuf:"varint,3,opt,name=efi_mib,json=efiMib,proto3" json:"efi_mib,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionLayout) Reset() {
+	*x = PartitionLayout{}
+	mi := &file_proto_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionLayout) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionLayout) ProtoMessage() {}
+
+func (x *PartitionLayout) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionLayout.ProtoReflect.Descriptor instead.
+func (*PartitionLayout) Descriptor() ([]byte, []int) {
+	return file_proto_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *PartitionLayout) GetRootMib() uint64 {
+	if x != nil {
+		return x.RootMib
+	}
+	return 0
+}
+
+func (x *PartitionLayout) GetEfiSystemPartition() bool {
+	if x != nil {
+		return x.EfiSystemPartition
+	}
+	return false
+}
+
+func (x *PartitionLayout) GetEfiMib() uint64 {
+	if x != nil {
+		return x.EfiMib
+	}
+	return 0
+}
+
 type InstallConfigDrive struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// An ISO 9660 image labelled config-2.
@@ -1497,7 +1572,7 @@ type InstallConfigDrive struct {
 
 func (x *InstallConfigDrive) Reset() {
 	*x = InstallConfigDrive{}
-	mi := &file_proto_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1584,7 @@ func (x *InstallConfigDrive) String() string {
 func (*InstallConfigDrive) ProtoMessage() {}
 
 func (x *InstallConfigDrive) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_proto_msgTypes[19]
+	mi := &file_proto_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1597,7 @@ func (x *InstallConfigDrive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallConfigDrive.ProtoReflect.Descriptor instead.
 func (*InstallConfigDrive) Descriptor() ([]byte, []int) {
-	return file_proto_agent_proto_rawDescGZIP(), []int{19}
+	return file_proto_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InstallConfigDrive) GetSource() isInstallConfigDrive_Source {
@@ -1581,7 +1656,7 @@ type CollectLogs struct {
 
 func (x *CollectLogs) Reset() {
 	*x = CollectLogs{}
-	mi := &file_proto_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1668,7 @@ func (x *CollectLogs) String() string {
 func (*CollectLogs) ProtoMessage() {}
 
 func (x *CollectLogs) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_proto_msgTypes[20]
+	mi := &file_proto_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1681,7 @@ func (x *CollectLogs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectLogs.ProtoReflect.Descriptor instead.
 func (*CollectLogs) Descriptor() ([]byte, []int) {
-	return file_proto_agent_proto_rawDescGZIP(), []int{20}
+	return file_proto_agent_proto_rawDescGZIP(), []int{21}
 }
 
 type Reboot struct {
@@ -1617,7 +1692,7 @@ type Reboot struct {
 
 func (x *Reboot) Reset() {
 	*x = Reboot{}
-	mi := &file_proto_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1704,7 @@ func (x *Reboot) String() string {
 func (*Reboot) ProtoMessage() {}
 
 func (x *Reboot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_proto_msgTypes[21]
+	mi := &file_proto_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1717,7 @@ func (x *Reboot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reboot.ProtoReflect.Descriptor instead.
 func (*Reboot) Descriptor() ([]byte, []int) {
-	return file_proto_agent_proto_rawDescGZIP(), []int{21}
+	return file_proto_agent_proto_rawDescGZIP(), []int{22}
 }
 
 type PowerOff struct {
@@ -1653,7 +1728,7 @@ type PowerOff struct {
 
 func (x *PowerOff) Reset() {
 	*x = PowerOff{}
-	mi := &file_proto_agent_proto_msgTypes[22]
+	mi := &file_proto_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1740,7 @@ func (x *PowerOff) String() string {
 func (*PowerOff) ProtoMessage() {}
 
 func (x *PowerOff) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_agent_proto_msgTypes[22]
+	mi := &file_proto_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1753,7 @@ func (x *PowerOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PowerOff.ProtoReflect.Descriptor instead.
 func (*PowerOff) Descriptor() ([]byte, []int) {
-	return file_proto_agent_proto_rawDescGZIP(), []int{22}
+	return file_proto_agent_proto_rawDescGZIP(), []int{23}
 }
 
 var File_proto_agent_proto protoreflect.FileDescriptor
@@ -1798,7 +1873,7 @@ const file_proto_agent_proto_rawDesc = "" +
 	"\n" +
 	"HintsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x03\n" +
 	"\n" +
 	"WriteImage\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
@@ -1809,10 +1884,15 @@ const file_proto_agent_proto_rawDesc = "" +
 	"size_bytes\x18\x05 \x01(\x04R\tsizeBytes\x12@\n" +
 	"\vroot_device\x18\x06 \x01(\v2\x1f.ingot.agent.v1.RootDeviceHintsR\n" +
 	"rootDevice\x12G\n" +
-	"\tchecksums\x18\a \x03(\v2).ingot.agent.v1.WriteImage.ChecksumsEntryR\tchecksums\x1a<\n" +
+	"\tchecksums\x18\a \x03(\v2).ingot.agent.v1.WriteImage.ChecksumsEntryR\tchecksums\x12J\n" +
+	"\x10partition_layout\x18\b \x01(\v2\x1f.ingot.agent.v1.PartitionLayoutR\x0fpartitionLayout\x1a<\n" +
 	"\x0eChecksumsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +
+	"\x0fPartitionLayout\x12\x19\n" +
+	"\broot_mib\x18\x01 \x01(\x04R\arootMib\x120\n" +
+	"\x14efi_system_partition\x18\x02 \x01(\bR\x12efiSystemPartition\x12\x17\n" +
+	"\aefi_mib\x18\x03 \x01(\x04R\x06efiMib\"\x88\x01\n" +
 	"\x12InstallConfigDrive\x12\x12\n" +
 	"\x03iso\x18\x01 \x01(\fH\x00R\x03iso\x12\x12\n" +
 	"\x03url\x18\x02 \x01(\tH\x00R\x03url\x12@\n" +
@@ -1840,7 +1920,7 @@ func file_proto_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_proto_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_proto_agent_proto_goTypes = []any{
 	(CommandStatus_State)(0),   // 0: ingot.agent.v1.CommandStatus.State
 	(*LookupRequest)(nil),      // 1: ingot.agent.v1.LookupRequest
@@ -1862,12 +1942,13 @@ var file_proto_agent_proto_goTypes = []any{
 	(*FullErase)(nil),          // 17: ingot.agent.v1.FullErase
 	(*RootDeviceHints)(nil),    // 18: ingot.agent.v1.RootDeviceHints
 	(*WriteImage)(nil),         // 19: ingot.agent.v1.WriteImage
-	(*InstallConfigDrive)(nil), // 20: ingot.agent.v1.InstallConfigDrive
-	(*CollectLogs)(nil),        // 21: ingot.agent.v1.CollectLogs
-	(*Reboot)(nil),             // 22: ingot.agent.v1.Reboot
-	(*PowerOff)(nil),           // 23: ingot.agent.v1.PowerOff
-	nil,                        // 24: ingot.agent.v1.RootDeviceHints.HintsEntry
-	nil,                        // 25: ingot.agent.v1.WriteImage.ChecksumsEntry
+	(*PartitionLayout)(nil),    // 20: ingot.agent.v1.PartitionLayout
+	(*InstallConfigDrive)(nil), // 21: ingot.agent.v1.InstallConfigDrive
+	(*CollectLogs)(nil),        // 22: ingot.agent.v1.CollectLogs
+	(*Reboot)(nil),             // 23: ingot.agent.v1.Reboot
+	(*PowerOff)(nil),           // 24: ingot.agent.v1.PowerOff
+	nil,                        // 25: ingot.agent.v1.RootDeviceHints.HintsEntry
+	nil,                        // 26: ingot.agent.v1.WriteImage.ChecksumsEntry
 }
 var file_proto_agent_proto_depIdxs = []int32{
 	4,  // 0: ingot.agent.v1.LookupRequest.inventory:type_name -> ingot.agent.v1.Inventory
@@ -1886,23 +1967,24 @@ var file_proto_agent_proto_depIdxs = []int32{
 	16, // 13: ingot.agent.v1.Command.erase_metadata:type_name -> ingot.agent.v1.EraseMetadata
 	17, // 14: ingot.agent.v1.Command.full_erase:type_name -> ingot.agent.v1.FullErase
 	19, // 15: ingot.agent.v1.Command.write_image:type_name -> ingot.agent.v1.WriteImage
-	20, // 16: ingot.agent.v1.Command.install_config_drive:type_name -> ingot.agent.v1.InstallConfigDrive
-	21, // 17: ingot.agent.v1.Command.collect_logs:type_name -> ingot.agent.v1.CollectLogs
-	22, // 18: ingot.agent.v1.Command.reboot:type_name -> ingot.agent.v1.Reboot
-	23, // 19: ingot.agent.v1.Command.power_off:type_name -> ingot.agent.v1.PowerOff
-	24, // 20: ingot.agent.v1.RootDeviceHints.hints:type_name -> ingot.agent.v1.RootDeviceHints.HintsEntry
+	21, // 16: ingot.agent.v1.Command.install_config_drive:type_name -> ingot.agent.v1.InstallConfigDrive
+	22, // 17: ingot.agent.v1.Command.collect_logs:type_name -> ingot.agent.v1.CollectLogs
+	23, // 18: ingot.agent.v1.Command.reboot:type_name -> ingot.agent.v1.Reboot
+	24, // 19: ingot.agent.v1.Command.power_off:type_name -> ingot.agent.v1.PowerOff
+	25, // 20: ingot.agent.v1.RootDeviceHints.hints:type_name -> ingot.agent.v1.RootDeviceHints.HintsEntry
 	18, // 21: ingot.agent.v1.WriteImage.root_device:type_name -> ingot.agent.v1.RootDeviceHints
-	25, // 22: ingot.agent.v1.WriteImage.checksums:type_name -> ingot.agent.v1.WriteImage.ChecksumsEntry
-	18, // 23: ingot.agent.v1.InstallConfigDrive.root_device:type_name -> ingot.agent.v1.RootDeviceHints
-	1,  // 24: ingot.agent.v1.Agent.Lookup:input_type -> ingot.agent.v1.LookupRequest
-	10, // 25: ingot.agent.v1.Agent.Heartbeat:input_type -> ingot.agent.v1.HeartbeatRequest
-	2,  // 26: ingot.agent.v1.Agent.Lookup:output_type -> ingot.agent.v1.LookupResponse
-	11, // 27: ingot.agent.v1.Agent.Heartbeat:output_type -> ingot.agent.v1.HeartbeatResponse
-	26, // [26:28] is the sub-list for method output_type
-	24, // [24:26] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	26, // 22: ingot.agent.v1.WriteImage.checksums:type_name -> ingot.agent.v1.WriteImage.ChecksumsEntry
+	20, // 23: ingot.agent.v1.WriteImage.partition_layout:type_name -> ingot.agent.v1.PartitionLayout
+	18, // 24: ingot.agent.v1.InstallConfigDrive.root_device:type_name -> ingot.agent.v1.RootDeviceHints
+	1,  // 25: ingot.agent.v1.Agent.Lookup:input_type -> ingot.agent.v1.LookupRequest
+	10, // 26: ingot.agent.v1.Agent.Heartbeat:input_type -> ingot.agent.v1.HeartbeatRequest
+	2,  // 27: ingot.agent.v1.Agent.Lookup:output_type -> ingot.agent.v1.LookupResponse
+	11, // 28: ingot.agent.v1.Agent.Heartbeat:output_type -> ingot.agent.v1.HeartbeatResponse
+	27, // [27:29] is the sub-list for method output_type
+	25, // [25:27] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_proto_agent_proto_init() }
@@ -1924,7 +2006,7 @@ func file_proto_agent_proto_init() {
 		(*Command_Reboot)(nil),
 		(*Command_PowerOff)(nil),
 	}
-	file_proto_agent_proto_msgTypes[19].OneofWrappers = []any{
+	file_proto_agent_proto_msgTypes[20].OneofWrappers = []any{
 		(*InstallConfigDrive_Iso)(nil),
 		(*InstallConfigDrive_Url)(nil),
 	}
@@ -1934,7 +2016,7 @@ func file_proto_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_agent_proto_rawDesc), len(file_proto_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -67,6 +67,10 @@ func (d *Deploy) Deploy(ctx context.Context, n *api.Node) (driver.Result, error)
 	if err != nil {
 		return 0, err
 	}
+	layout, err := partitionLayout(n)
+	if err != nil {
+		return 0, err
+	}
 	e, err := d.Images.Get(ctx, src)
 	if err != nil {
 		return 0, fmt.Errorf("image %s: %w", src.URL, err)
@@ -79,10 +83,14 @@ func (d *Deploy) Deploy(ctx context.Context, n *api.Node) (driver.Result, error)
 	if rawSize == 0 {
 		rawSize = e.Size
 	}
-	setInternal(n, imageKey, map[string]any{
+	rec := map[string]any{
 		"url":    strings.TrimRight(d.ImageURL, "/") + "/" + e.Name,
 		"format": format, "sha256": e.SHA256, "sha512": e.SHA512, "size": rawSize,
-	})
+	}
+	if layout != nil {
+		rec["partition"] = layout
+	}
+	setInternal(n, imageKey, rec)
 	if cd, ok := n.InstanceInfo["configdrive"]; ok && cd != nil {
 		// Built now so a bad config drive fails the deploy before the
 		// node is even booted.
@@ -167,6 +175,11 @@ func (d *Deploy) deploySteps(n *api.Node) ([]Command, error) {
 		Url: url, Format: format, ChecksumAlgorithm: "sha256", Checksum: sum,
 		SizeBytes: uint64(number(img["size"])), RootDevice: hints, Checksums: checksums,
 	}
+	if p, ok := img["partition"].(map[string]any); ok {
+		write.PartitionLayout = &agentpb.PartitionLayout{
+			RootMib: uint64(number(p["root_mib"])), EfiSystemPartition: p["efi"] == true,
+		}
+	}
 	steps := []Command{{Name: "write_image", Command: &agentpb.Command{Kind: &agentpb.Command_WriteImage{WriteImage: write}}}}
 	if cd, ok := n.InstanceInfo["configdrive"]; ok && cd != nil {
 		drive, err := configdrive.Build(cd, n.UUID, n.Name)
@@ -206,6 +219,28 @@ func cleanSteps(n *api.Node) ([]Command, error) {
 		}
 	}
 	return steps, nil
+}
+
+// partitionLayout is nil for a whole-disk image; for a partition image
+// (image_type "partition", set by the conductor from kernel and ramdisk
+// as Ironic does) it is the root partition's size, from root_gb, and
+// whether an EFI system partition goes first (UEFI boot mode).
+func partitionLayout(n *api.Node) (map[string]any, error) {
+	if n.InstanceInfo["image_type"] != "partition" {
+		return nil, nil
+	}
+	gb := number(n.InstanceInfo["root_gb"])
+	if s, ok := n.InstanceInfo["root_gb"].(string); ok {
+		if _, err := fmt.Sscan(s, &gb); err != nil {
+			gb = 0
+		}
+	}
+	if gb <= 0 {
+		return nil, fmt.Errorf("node %s: a partition image needs instance_info.root_gb, a whole number of GiB above 0", n.UUID)
+	}
+	uefi := n.BootMode == "uefi" || n.Properties["boot_mode"] == "uefi" ||
+		strings.Contains(fmt.Sprint(n.Properties["capabilities"]), "boot_mode:uefi")
+	return map[string]any{"root_mib": gb * 1024, "efi": uefi}, nil
 }
 
 // imageSource reads instance_info's image fields.

@@ -135,3 +135,47 @@ func TestRootDeviceHints(t *testing.T) {
 		})
 	}
 }
+
+func TestPartitionImage(t *testing.T) {
+	img := &images{e: imagecache.Entry{Name: "p.raw", Format: "raw", Size: 10, RawSize: 10, SHA256: "ff"}}
+	d := &Deploy{Images: img, ImageURL: "http://c/images/cache"}
+	base := func() *api.Node {
+		return &api.Node{UUID: "u", Properties: map[string]any{"capabilities": "boot_mode:uefi"}, InstanceInfo: map[string]any{
+			"image_source": "http://img/root.img", "image_checksum": "00", "image_type": "partition", "kernel": "k", "ramdisk": "r",
+		}}
+	}
+	n := base()
+	n.InstanceInfo["root_gb"] = float64(10)
+	if _, err := d.Deploy(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	n.ProvisionState = string(sm.DeployWait)
+	steps, err := d.Steps(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := steps[0].GetWriteImage().GetPartitionLayout()
+	if l.GetRootMib() != 10*1024 || !l.GetEfiSystemPartition() {
+		t.Errorf("layout %v, want a 10 GiB root after an EFI system partition", l)
+	}
+
+	for _, root := range []any{nil, "0", "ten", float64(-1)} {
+		n := base()
+		if root != nil {
+			n.InstanceInfo["root_gb"] = root
+		}
+		if _, err := d.Deploy(context.Background(), n); err == nil || !strings.Contains(err.Error(), "root_gb") {
+			t.Errorf("root_gb %v: err %v, want one naming root_gb", root, err)
+		}
+	}
+
+	whole := base()
+	delete(whole.InstanceInfo, "image_type")
+	if _, err := d.Deploy(context.Background(), whole); err != nil {
+		t.Fatal(err)
+	}
+	whole.ProvisionState = string(sm.DeployWait)
+	if steps, _ := d.Steps(whole); steps[0].GetWriteImage().GetPartitionLayout() != nil {
+		t.Error("a whole-disk image got a partition layout")
+	}
+}
