@@ -37,7 +37,14 @@ func (c *Conductor) run(ctx context.Context, j store.Job) error {
 	case ActionPower:
 		return c.withLock(ctx, j, c.power)
 	case ActionAgent:
-		return c.withLock(ctx, j, c.agentCalled)
+		err := c.withLock(ctx, j, c.agentCalled)
+		var locked *store.ErrLocked
+		if errors.As(err, &locked) {
+			// Unlike other jobs an agent job is worth nothing later: the
+			// agent's next call asks again, with fresher news. Let it.
+			return c.store.AgentJobStarted(context.WithoutCancel(ctx), j.Node)
+		}
+		return err
 	}
 	return fmt.Errorf("unknown job action %q", j.Action)
 }
