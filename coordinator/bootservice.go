@@ -176,7 +176,7 @@ func startBoot(ctx context.Context, b *bootOptions, a *agentOptions, dataDir str
 				return mac.String(), true
 			},
 			RequireLease: b.mode == string(dhcp.ModeFull) && b.iface != "",
-			Logger: log.With("service", "http-boot"),
+			Logger:       log.With("service", "http-boot"),
 		}, policy)
 		if err != nil {
 			return nil, fmt.Errorf("boot http: %w", err)

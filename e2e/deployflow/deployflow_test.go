@@ -54,11 +54,10 @@ func testImage(t *testing.T) []byte {
 }
 
 type flow struct {
-	env    *coordinatortest.Env
-	api    *coordinatortest.Client
-	disk   string // the file standing in for the agent's /dev/vda
-	images *httptest.Server
-	logs   *logBuffer
+	env  *coordinatortest.Env
+	api  *coordinatortest.Client
+	disk string // the file standing in for the agent's /dev/vda
+	logs *logBuffer
 }
 
 func start(t *testing.T) *flow {

@@ -37,7 +37,7 @@ import (
 // Addresses: the boot network inside the namespace, and the link to the
 // host, on which the API listens and the tests serve images.
 const (
-	BootIP     = "192.0.2.1"
+	BootIP = "192.0.2.1"
 	// The link to the host is a /30 of its own, apart from make demo's
 	// (198.51.100.0/30), so a test run beside a running demo misroutes
 	// nothing.
