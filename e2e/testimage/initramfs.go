@@ -1,21 +1,17 @@
 package testimage
 
 import (
-	"compress/gzip"
 	"context"
 	crand "crypto/rand"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
-
 	"github.com/ingot/ingot/e2e/cpio"
+	"github.com/ingot/ingot/initramfs/kofile"
 )
 
 // modules are the kernel modules /init needs to see a virtio disk, in
@@ -123,7 +119,7 @@ func loadableModules(dir string) ([]module, error) {
 			}
 			return nil, fmt.Errorf("module %s is neither in %s nor built in", name, dir)
 		}
-		data, err := readModule(path)
+		data, err := kofile.Read(path)
 		if err != nil {
 			return nil, err
 		}
@@ -142,44 +138,6 @@ func isBuiltin(list []byte, name string) bool {
 		}
 	}
 	return false
-}
-
-// readModule returns a module file's contents, decompressing the forms
-// distributions ship (Debian from trixie on uses .ko.xz): finit_module
-// takes compressed modules only from kernels built to, so the initramfs
-// carries them plain.
-func readModule(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("module: %w", err)
-	}
-	defer f.Close()
-	var r io.Reader = f
-	switch filepath.Ext(path) {
-	case ".ko":
-	case ".xz":
-		if r, err = xz.NewReader(f); err != nil {
-			return nil, fmt.Errorf("module %s: %w", path, err)
-		}
-	case ".zst":
-		d, err := zstd.NewReader(f)
-		if err != nil {
-			return nil, fmt.Errorf("module %s: %w", path, err)
-		}
-		defer d.Close()
-		r = d
-	case ".gz":
-		if r, err = gzip.NewReader(f); err != nil {
-			return nil, fmt.Errorf("module %s: %w", path, err)
-		}
-	default:
-		return nil, fmt.Errorf("module %s: unknown compression", path)
-	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("module %s: %w", path, err)
-	}
-	return data, nil
 }
 
 // writeRandom writes n incompressible bytes to path. ChaCha8 is a

@@ -14,11 +14,9 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"log"
 	"os"
@@ -26,10 +24,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
-
 	"github.com/ingot/ingot/agent/kmod"
+	"github.com/ingot/ingot/initramfs/kofile"
 )
 
 func main() {
@@ -86,7 +82,7 @@ func run(from, to string, names []string) error {
 			}
 			continue
 		}
-		b, err := readModule(filepath.Join(from, src))
+		b, err := kofile.Read(filepath.Join(from, src))
 		if err != nil {
 			return err
 		}
@@ -169,41 +165,4 @@ func index(dir string) (map[string]string, error) {
 		return nil, fmt.Errorf("no kernel modules in %s", dir)
 	}
 	return files, nil
-}
-
-// readModule reads a module file, decompressing it as its name says:
-// Debian ships plain .ko up to 6.1 and .ko.xz from 6.12; the agent loads
-// plain ones, which needs no decompressor in the kernel.
-func readModule(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var r io.Reader = f
-	switch filepath.Ext(path) {
-	case ".ko":
-	case ".xz":
-		if r, err = xz.NewReader(f); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	case ".zst":
-		zr, err := zstd.NewReader(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		defer zr.Close()
-		r = zr
-	case ".gz":
-		if r, err = gzip.NewReader(f); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	default:
-		return nil, fmt.Errorf("%s: unknown module compression", path)
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return b, nil
 }
