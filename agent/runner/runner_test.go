@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/ingot/ingot/coordinator/agentrpc"
 	"github.com/ingot/ingot/coordinator/configdrive"
 	"github.com/ingot/ingot/coordinator/store"
+	"github.com/ingot/ingot/pkg/testlog"
 	"github.com/ingot/ingot/proto/agentpb"
 )
 
@@ -132,27 +132,9 @@ func writeFile(t *testing.T, p string, b []byte) {
 	}
 }
 
-// syncBuffer is a log sink tests read while the runner writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type agent struct {
 	*Runner
-	log     *syncBuffer
+	log     *testlog.Buffer
 	dev     string // the regular file standing in for /dev/vda
 	reboots chan bool
 	done    chan error
@@ -164,7 +146,7 @@ type agent struct {
 func startAgent(t *testing.T, c *coordinator, fingerprint string, onReboot func(poweroff bool)) *agent {
 	t.Helper()
 	devRoot := t.TempDir()
-	a := &agent{log: &syncBuffer{}, dev: filepath.Join(devRoot, "dev", "vda"), reboots: make(chan bool, 1), done: make(chan error, 1)}
+	a := &agent{log: &testlog.Buffer{}, dev: filepath.Join(devRoot, "dev", "vda"), reboots: make(chan bool, 1), done: make(chan error, 1)}
 	writeFile(t, a.dev, bytes.Repeat([]byte{0xAA}, diskMiB<<20))
 	r, err := New(Config{
 		Coordinator:       c.Addr,

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +31,7 @@ import (
 	"github.com/ingot/ingot/coordinator/driver/agent"
 	"github.com/ingot/ingot/coordinator/driver/fake"
 	"github.com/ingot/ingot/coordinator/imagecache"
+	"github.com/ingot/ingot/pkg/testlog"
 )
 
 const (
@@ -57,7 +57,7 @@ type flow struct {
 	env  *coordinatortest.Env
 	api  *coordinatortest.Client
 	disk string // the file standing in for the agent's /dev/vda
-	logs *logBuffer
+	logs *testlog.Buffer
 }
 
 func start(t *testing.T) *flow {
@@ -80,7 +80,7 @@ func start(t *testing.T) *flow {
 	})
 	rpc := agentrpctest.StartWith(t, agentrpc.Config{HeartbeatInterval: time.Second, Dispatcher: env.Conductor}, env.Store)
 
-	f := &flow{env: env, api: coordinatortest.NewClient(t, env), logs: &logBuffer{}}
+	f := &flow{env: env, api: coordinatortest.NewClient(t, env), logs: &testlog.Buffer{}}
 	root, devRoot := fixture(t), t.TempDir()
 	f.disk = filepath.Join(devRoot, "dev", "vda")
 	os.MkdirAll(filepath.Dir(f.disk), 0o755)
@@ -134,24 +134,6 @@ func fixture(t *testing.T) string {
 		}
 	}
 	return root
-}
-
-// logBuffer is the agent's log, read when a test fails.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func (f *flow) serveImage(t *testing.T, img []byte) string {

@@ -1,14 +1,12 @@
 package pxe
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,27 +16,10 @@ import (
 	"github.com/ingot/ingot/coordinator/store"
 	"github.com/ingot/ingot/e2e/netns"
 	"github.com/ingot/ingot/pkg/api"
+	"github.com/ingot/ingot/pkg/testlog"
 )
 
 const nodeMAC = "52:54:00:12:34:56"
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestQEMUNetworkBootsFromCoordinator is the network boot path for real: a
 // QEMU machine (TCG) on a tap in a namespace, with its NIC's own iPXE ROM,
@@ -83,7 +64,7 @@ func TestQEMUNetworkBootsFromCoordinator(t *testing.T) {
 	ns.Bridge("br0", "192.0.2.1/24")
 	ns.Tap("tap0", "br0")
 
-	coordLog := &syncBuffer{}
+	coordLog := &testlog.Buffer{}
 	coord := ns.Command(coordinator, "--listen", "127.0.0.1:16385", "--redis-url", rs.URL(), "--data-dir", filepath.Join(dir, "data"),
 		"--boot-interface", "br0", "--dhcp-range", "192.0.2.100-192.0.2.120",
 		"--agent-kernel", vmlinuz, "--agent-initramfs", initrd, "--log-level", "debug")
@@ -102,7 +83,7 @@ func TestQEMUNetworkBootsFromCoordinator(t *testing.T) {
 		return strings.Contains(coordLog.String(), "dhcp serving") && strings.Contains(coordLog.String(), "boot http serving")
 	})
 
-	console := &syncBuffer{}
+	console := &testlog.Buffer{}
 	qctx, cancel := context.WithTimeout(ctx, 150*time.Second)
 	defer cancel()
 	qemu := exec.CommandContext(qctx, "ip", "netns", "exec", ns.Name, "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512",

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/ingot/ingot/coordinator/boot"
+	"github.com/ingot/ingot/pkg/testlog"
 )
 
 const (
@@ -341,7 +342,7 @@ func TestDecisionError(t *testing.T) {
 }
 
 func TestIgnoreLoggedOncePerMinute(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	srv := newTestServer(t, Config{Logger: logger}, &fakeBooter{})
 	for _, mac := range []string{testMAC, testMAC, "52-54-00-aa-bb-cc", "52:54:00:00:00:09", testMAC} {
@@ -380,21 +381,4 @@ func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{BaseURL: testBase}, nil); err == nil {
 		t.Error("New accepted a nil Booter")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

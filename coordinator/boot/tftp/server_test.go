@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/pin/tftp/v3"
+
+	"github.com/ingot/ingot/pkg/testlog"
 )
 
 // startServer runs a server on a loopback port for the test's lifetime.
@@ -367,7 +369,7 @@ func TestShutdownWithStalledClient(t *testing.T) {
 // logs one line, not one per request.
 func TestNotFoundLoggedOnce(t *testing.T) {
 	root, _ := testRoot(t)
-	var logs syncBuffer
+	var logs testlog.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := startServer(t, Config{Root: root, Logger: logger})
 	c := newClient(t, s)
@@ -511,21 +513,4 @@ func parseOpts(b []byte) map[string]string {
 		opts[fields[i]] = fields[i+1]
 	}
 	return opts
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
