@@ -241,18 +241,22 @@ func (u *upper) scan(ctx context.Context) {
 		if err != nil {
 			u.log.Warn("list NICs", "err", err)
 		}
+		// Every NIC of a scan is known before any of them starts DHCP:
+		// a lease on one must not be taken while the boot NIC, seen in
+		// the same scan, is not yet known to exist.
+		var found []NIC
+		u.mu.Lock()
 		for _, n := range nics {
-			u.mu.Lock()
-			_, known := u.nics[n.Index]
-			if !known {
+			if _, known := u.nics[n.Index]; !known {
 				u.nics[n.Index] = &nicState{nic: n}
+				found = append(found, n)
 			}
-			u.mu.Unlock()
-			if !known {
-				u.log.Info("NIC found", "nic", n.Name, "mac", n.MAC.String(), "boot", u.isBoot(n))
-				u.wg.Add(1)
-				go u.serve(ctx, n)
-			}
+		}
+		u.mu.Unlock()
+		for _, n := range found {
+			u.log.Info("NIC found", "nic", n.Name, "mac", n.MAC.String(), "boot", u.isBoot(n))
+			u.wg.Add(1)
+			go u.serve(ctx, n)
 		}
 		select {
 		case <-ctx.Done():
