@@ -1,23 +1,23 @@
 package rest
 
-import "strings"
+import (
+	"strings"
 
-// Boolean fields of nodes and ports. Ironic accepts them as JSON booleans
-// or as strings ("true", "off", ...), and the baremetal CLI sends strings
-// (`port create --pxe-enabled true`), so both must work here too.
-var boolFields = map[string]bool{
-	"pxe_enabled": true, "is_smartnic": true,
-	"automated_clean": true, "protected": true, "retired": true,
-	"maintenance": true, "console_enabled": true, "disable_power_off": true,
-}
+	"github.com/ingot/ingot/pkg/api"
+)
 
-// coerceBools turns the string forms of boolean fields in doc into
-// booleans, as oslo's strutils.bool_from_string(strict=True) reads them;
-// any other value is left for the type check to refuse.
-func coerceBools(doc map[string]any) {
+func isNodeBool(name string) bool { f, ok := api.NodeField(name); return ok && f.Bool }
+func isPortBool(name string) bool { f, ok := api.PortField(name); return ok && f.Bool }
+
+// coerceBools turns the string forms of doc's boolean fields (as field
+// tells them) into booleans, as oslo's strutils.bool_from_string(strict=True)
+// reads them: Ironic accepts both, and the baremetal CLI sends strings
+// (`port create --pxe-enabled true`). Any other value is left for the
+// type check to refuse.
+func coerceBools(doc map[string]any, field func(name string) bool) {
 	for k, v := range doc {
 		s, ok := v.(string)
-		if !ok || !boolFields[k] {
+		if !ok || !field(k) {
 			continue
 		}
 		switch strings.ToLower(strings.TrimSpace(s)) {

@@ -65,7 +65,7 @@ func nodeFromDoc(doc map[string]any, v api.Version, creating bool) (*api.Node, e
 			return nil, errf(http.StatusNotAcceptable, "The field %q requires API version 1.%d or later; version %s was requested.", k, f.Since, v)
 		}
 	}
-	coerceBools(doc)
+	coerceBools(doc, isNodeBool)
 	clean := make(map[string]any, len(doc))
 	for k, val := range doc {
 		if val != nil { // null means unset, which is the zero value

@@ -34,7 +34,7 @@ func portFromDoc(doc map[string]any, v api.Version) (*api.Port, error) {
 			return nil, errf(http.StatusNotAcceptable, "The field %q requires API version 1.%d or later; version %s was requested.", k, since, v)
 		}
 	}
-	coerceBools(doc)
+	coerceBools(doc, isPortBool)
 	clean := map[string]any{"pxe_enabled": true}
 	for k, val := range doc {
 		if val != nil {

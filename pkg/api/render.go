@@ -19,15 +19,17 @@ type field[T any] struct {
 	Since  int  // the 1.x microversion that introduced it
 	Patch  bool // operators may change it with PATCH
 	Object bool // holds a JSON object
+	Bool   bool // holds a boolean (which clients may send as a string)
 	write  func(buf []byte, r *T, v *View) []byte
 }
 
-// Field describes a node field for callers outside this package.
+// Field describes a node or port field for callers outside this package.
 type Field struct {
 	Name   string
 	Since  int
 	Patch  bool
 	Object bool
+	Bool   bool
 }
 
 // View says how to render a resource for one request.
@@ -147,7 +149,7 @@ func str[T any](name string, since int, patch bool, get func(*T) string) field[T
 }
 
 func boolean[T any](name string, since int, patch bool, get func(*T) bool) field[T] {
-	return field[T]{Name: name, Since: since, Patch: patch, write: func(b []byte, r *T, _ *View) []byte { return appendBool(b, get(r)) }}
+	return field[T]{Name: name, Since: since, Patch: patch, Bool: true, write: func(b []byte, r *T, _ *View) []byte { return appendBool(b, get(r)) }}
 }
 
 func obj[T any](name string, since int, patch bool, get func(*T) map[string]any) field[T] {
@@ -198,7 +200,7 @@ var nodes = newTable([]field[Node]{
 	str("uuid", 1, false, func(n *Node) string { return n.UUID }),
 	{Name: "created_at", Since: 1, write: func(b []byte, n *Node, _ *View) []byte { return appendTime(b, &n.CreatedAt) }},
 	{Name: "updated_at", Since: 1, write: func(b []byte, n *Node, _ *View) []byte { return appendTime(b, n.UpdatedAt) }},
-	{Name: "automated_clean", Since: 47, Patch: true, write: func(b []byte, n *Node, _ *View) []byte { return appendBoolPtr(b, n.AutomatedClean) }},
+	{Name: "automated_clean", Since: 47, Patch: true, Bool: true, write: func(b []byte, n *Node, _ *View) []byte { return appendBoolPtr(b, n.AutomatedClean) }},
 	nullStr("bios_interface", 40, true, func(n *Node) string { return n.BIOSInterface }),
 	nullStr("boot_interface", 31, true, func(n *Node) string { return n.BootInterface }),
 	nullStr("boot_mode", 75, false, func(n *Node) string { return n.BootMode }),
@@ -292,7 +294,17 @@ func ProvisionStateFor(s string, v Version) string {
 // NodeField looks up a node field by API name.
 func NodeField(name string) (Field, bool) {
 	f, ok := nodes.lookup(name)
-	return Field{Name: f.Name, Since: f.Since, Patch: f.Patch, Object: f.Object}, ok
+	return f.public(), ok
+}
+
+// PortField looks up a port field by API name.
+func PortField(name string) (Field, bool) {
+	f, ok := ports.lookup(name)
+	return f.public(), ok
+}
+
+func (f field[T]) public() Field {
+	return Field{Name: f.Name, Since: f.Since, Patch: f.Patch, Object: f.Object, Bool: f.Bool}
 }
 
 // PatchableNodeFields lists, sorted, the node fields a client of version v
