@@ -162,21 +162,21 @@ func (r *Runner) fullErase(ctx context.Context, names []string) error {
 
 // rootDisk is the disk the root device hints pick. The image and its
 // config drive are sent the same hints and both go through here, so they
-// land on the same disk.
-func (r *Runner) rootDisk(hints *agentpb.RootDeviceHints) (*agentpb.Disk, error) {
+// land on the same disk. The inventory it read comes back too.
+func (r *Runner) rootDisk(hints *agentpb.RootDeviceHints) (*agentpb.Disk, *agentpb.Inventory, error) {
 	inv, err := inventory.Collect(r.cfg.Root)
 	if err != nil {
-		return nil, fmt.Errorf("collect inventory: %w", err)
+		return nil, nil, fmt.Errorf("collect inventory: %w", err)
 	}
 	target, err := disk.Match(inv.GetDisks(), hints.GetHints())
 	if err != nil {
-		return nil, fmt.Errorf("choose the target disk: %w", err)
+		return nil, nil, fmt.Errorf("choose the target disk: %w", err)
 	}
-	return target, nil
+	return target, inv, nil
 }
 
 func (r *Runner) writeImage(ctx context.Context, w *agentpb.WriteImage) error {
-	target, err := r.rootDisk(w.GetRootDevice())
+	target, inv, err := r.rootDisk(w.GetRootDevice())
 	if err != nil {
 		return err
 	}
@@ -200,11 +200,7 @@ func (r *Runner) writeImage(ctx context.Context, w *agentpb.WriteImage) error {
 	// imagewrite reports after each buffer written, which on a slow link
 	// can take a while: say at once what is being done and how much.
 	r.track.progress(&agentpb.Progress{Phase: imagewrite.PhaseWrite, BytesTotal: w.GetSizeBytes()})
-	emulated := false
-	if inv, err := inventory.Collect(r.cfg.Root); err == nil {
-		emulated = inventory.Emulated(inv.GetCpu())
-	}
-	algo, sum := pickDigest(w, emulated)
+	algo, sum := pickDigest(w, inventory.Emulated(inv.GetCpu()))
 	r.log.InfoContext(ctx, "writing image", "url", w.GetUrl(), "format", w.GetFormat(), "target", target.GetName(),
 		"offset", offset, "verify", algo)
 	res, err := imagewrite.Write(ctx, imagewrite.Config{
@@ -245,7 +241,7 @@ const maxConfigDrive = 64 << 20
 const phaseConfigDrive = "config drive"
 
 func (r *Runner) installConfigDrive(ctx context.Context, c *agentpb.InstallConfigDrive) error {
-	target, err := r.rootDisk(c.GetRootDevice())
+	target, _, err := r.rootDisk(c.GetRootDevice())
 	if err != nil {
 		return fmt.Errorf("install config drive: %w", err)
 	}
