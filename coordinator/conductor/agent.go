@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -88,7 +87,7 @@ func (c *Conductor) agentCalled(ctx context.Context, w *work) error {
 	if err != nil {
 		return c.agentFail(ctx, w, err.Error())
 	}
-	step := int(number(n.DriverInternalInfo[stepKey]))
+	step := int(agentdrv.Number(n.DriverInternalInfo[stepKey]))
 	issued, _ := n.DriverInternalInfo[commandKey].(string)
 	if _, ok := n.DriverInternalInfo[timingsKey].(map[string]any)["agent_lookup"]; !ok {
 		c.timing(n, "agent_lookup", sess.LastHeartbeat)
@@ -319,20 +318,4 @@ func randomID() string {
 	var b [4]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// number reads a JSON number however it was decoded.
-func number(v any) int64 {
-	switch x := v.(type) {
-	case float64:
-		return int64(x)
-	case int:
-		return int64(x)
-	case int64:
-		return x
-	case json.Number:
-		i, _ := x.Int64()
-		return i
-	}
-	return 0
 }

@@ -9,6 +9,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -173,11 +174,11 @@ func (d *Deploy) deploySteps(n *api.Node) ([]Command, error) {
 	}
 	write := &agentpb.WriteImage{
 		Url: url, Format: format, ChecksumAlgorithm: "sha256", Checksum: sum,
-		SizeBytes: uint64(number(img["size"])), RootDevice: hints, Checksums: checksums,
+		SizeBytes: uint64(Number(img["size"])), RootDevice: hints, Checksums: checksums,
 	}
 	if p, ok := img["partition"].(map[string]any); ok {
 		write.PartitionLayout = &agentpb.PartitionLayout{
-			RootMib: uint64(number(p["root_mib"])), EfiSystemPartition: p["efi"] == true,
+			RootMib: uint64(Number(p["root_mib"])), EfiSystemPartition: p["efi"] == true,
 		}
 	}
 	steps := []Command{{Name: "write_image", Command: &agentpb.Command{Kind: &agentpb.Command_WriteImage{WriteImage: write}}}}
@@ -229,7 +230,7 @@ func partitionLayout(n *api.Node) (map[string]any, error) {
 	if n.InstanceInfo["image_type"] != "partition" {
 		return nil, nil
 	}
-	gb := number(n.InstanceInfo["root_gb"])
+	gb := Number(n.InstanceInfo["root_gb"])
 	if s, ok := n.InstanceInfo["root_gb"].(string); ok {
 		if _, err := fmt.Sscan(s, &gb); err != nil {
 			gb = 0
@@ -298,14 +299,20 @@ func RootDeviceHints(n *api.Node) (*agentpb.RootDeviceHints, error) {
 	return &agentpb.RootDeviceHints{Hints: hints}, nil
 }
 
-func number(v any) int64 {
+// Number reads a JSON number from a decoded field of a node (instance_info,
+// driver_internal_info) however it was decoded: float64 after a trip
+// through Redis, an int when set in this process. Anything else is 0.
+func Number(v any) int64 {
 	switch x := v.(type) {
 	case float64:
 		return int64(x)
-	case int64:
-		return x
 	case int:
 		return int64(x)
+	case int64:
+		return x
+	case json.Number:
+		i, _ := x.Int64()
+		return i
 	}
 	return 0
 }
